@@ -1,0 +1,30 @@
+"""Causal3DIdent: generator, loader and benchmark for the Causal3DIdent dataset.
+
+The core (latents, SCM, HDF5 format) needs numpy, scipy and h5py only; the torchvision dataset
+``Causal3DIdent`` is imported on first use, so loading latents never imports torch or bpy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+from .errors import Causal3DIdentError, ConfigError, DatasetFileError, OutputExistsError
+from .latents import CLASS_NAMES, LATENT_GROUPS, LATENT_NAMES, to_scene_units
+from .scm import SCM, Intervention, load_preset, preset_names
+from .transformations import LatentTransformation, parse_transformations
+
+__all__ = [
+    "CLASS_NAMES", "LATENT_GROUPS", "LATENT_NAMES", "SCM", "Causal3DIdent", "Causal3DIdentError", "ConfigError",
+    "DatasetFileError", "Intervention", "LatentTransformation", "OutputExistsError", "load_preset",
+    "parse_transformations", "preset_names", "to_scene_units",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Causal3DIdent":
+        from .dataset import Causal3DIdent
+
+        return Causal3DIdent
+    raise AttributeError(f"module 'causal3dident' has no attribute {name!r}")

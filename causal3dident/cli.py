@@ -1,0 +1,188 @@
+"""The ``c3di`` command line: one group, commands loaded lazily so start-up imports little.
+
+Library errors a user can cause (``Causal3DIdentError``) become one line on stderr, exit code 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import Causal3DIdentError
+
+# Commands that live in other modules: name -> "module:attribute". Loaded on use only, so that
+# `c3di latents` never imports torch, and the CLI process never imports bpy.
+LAZY_COMMANDS: dict[str, str] = {
+    "render": "causal3dident.render.cli:render",
+    "preview": "causal3dident.render.cli:preview",
+    "assets": "causal3dident.render.cli:assets",
+    "convert": "causal3dident.convert:convert_command",
+    "export": "causal3dident.convert:export_command",
+    "bench": "causal3dident.benchmarks.cli:bench",
+}
+
+
+class UserError(click.ClickException):
+    """A one-line error with exit code 2 (the CLI's contract for mistakes a user can fix)."""
+
+    exit_code = 2
+
+
+class C3DIGroup(click.Group):
+    """Resolves lazy commands and turns library errors into ``UserError``."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(_available_lazy()))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in _available_lazy():
+            module, _, attr = LAZY_COMMANDS[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module), attr)
+        return command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Causal3DIdentError as exc:
+            raise UserError(str(exc)) from None
+
+
+def _available_lazy() -> list[str]:
+    names = []
+    for name, target in LAZY_COMMANDS.items():
+        module = target.partition(":")[0]
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if found:
+            names.append(name)
+    return names
+
+
+@click.group(cls=C3DIGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(package_name="causal3dident", prog_name="c3di")
+def main() -> None:
+    """Causal3DIdent: sample latents, render images, load them, run the benchmark."""
+
+
+@main.command()
+@click.option("--preset", default="causal3dident", help="Shipped preset name or path to a preset YAML file.")
+@click.option("--n", "n", type=int, required=True, help="Number of samples (all shards together).")
+@click.option("--seed", type=int, default=0, help="Seed; every random draw derives from it.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output .h5 file.")
+@click.option("--pairs", default=None, help="Latent transformations to add, e.g. 'hues,positions,rotations_hues'.")
+@click.option("--lt-sigma", type=float, default=1.0, help="Sigma of the LT's truncated normal (paper: 1.0).")
+@click.option("--lt-mode", type=click.Choice(["independent", "interventional"]), default="independent",
+              help="independent: keep all other latents (paper); interventional: redraw descendants via the SCM.")
+@click.option("--intervene", "interventions", multiple=True,
+              help="do(latent=value) or shifted distribution, e.g. 'hue_bg~uniform(0.5,1)'. Repeatable.")
+@click.option("--shard", type=int, default=None, help="Write only shard i (0-based) of --num-shards.")
+@click.option("--num-shards", type=int, default=None, help="Number of shards the job is split into.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+def latents(preset: str, n: int, seed: int, out: Path, pairs: str | None, lt_sigma: float, lt_mode: str,
+            interventions: tuple[str, ...], shard: int | None, num_shards: int | None, overwrite: bool) -> None:
+    """Sample latents from an SCM preset into a new dataset file (no images yet)."""
+    from .generate import build_config, shard_range, write_latents_file
+    from .store import check_output
+
+    check_output(out, overwrite)
+    config = build_config(preset, n, interventions=interventions, pairs=pairs, lt_sigma=lt_sigma, lt_mode=lt_mode)
+    start, stop = shard_range(n, shard, num_shards)
+    write_latents_file(out, config, seed, shard=shard, num_shards=num_shards, overwrite=overwrite)
+    names = ", ".join(p["name"] for p in config["pairs"]) or "none"
+    click.echo(f"wrote {out}: samples {start}..{stop - 1} of {n}, seed {seed}, pairs: {names}")
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
+def info(path: Path, as_json: bool) -> None:
+    """Print what a dataset file holds: counts per class, resolution, pairs, config, provenance."""
+    from .store import describe
+
+    data = describe(path)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    config = data["config"]
+    click.echo(f"{data['path']}: Causal3DIdent dataset, schema v{data['schema_version']}")
+    click.echo(f"  samples:   {data['num_samples']}  (seed {data['seed']})")
+    click.echo("  classes:   " + ", ".join(f"{c} {k}" for c, k in data["class_counts"].items()))
+    if data["images"] is None:
+        click.echo("  images:    not rendered")
+    else:
+        h, w, _ = data["images"]
+        click.echo(f"  images:    {h}x{w}, {data['rendered']} of {data['num_samples']} rendered")
+    pairs = ", ".join(f"{k}{' (rendered)' if v['images'] else ''}" for k, v in data["pairs"].items())
+    click.echo(f"  pairs:     {pairs or 'none'}")
+    preset = config.get("preset", {}).get("name", config.get("source", "unknown"))
+    click.echo(f"  preset:    {preset}")
+    if config.get("interventions"):
+        click.echo(f"  intervene: {'; '.join(config['interventions'])}")
+    click.echo(f"  made by:   causal3dident {data['package_version']} at {data['created']}")
+    if "blender_version" in data:
+        click.echo(f"  rendered:  Blender {data['blender_version']}, {json.dumps(data.get('render_settings', {}))}")
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--no-regenerate", is_flag=True, help="Skip re-deriving latents from the recorded config and seed.")
+def verify(path: Path, no_regenerate: bool) -> None:
+    """Check a dataset file fully; exit 1 on any defect."""
+    from .store import verify as verify_file
+
+    problems = verify_file(path, regenerate=not no_regenerate)
+    if problems:
+        for problem in problems:
+            click.echo(f"DEFECT: {problem}", err=True)
+        sys.exit(1)
+    click.echo(f"{path}: OK")
+
+
+@main.command()
+@click.argument("shards", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Merged output file.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+def merge(shards: tuple[Path, ...], out: Path, overwrite: bool) -> None:
+    """Join shard files of one job (any order) into one dataset file."""
+    from .generate import merge_files
+
+    merge_files(list(shards), out, overwrite=overwrite)
+    click.echo(f"wrote {out} from {len(shards)} shards")
+
+
+@main.group()
+def presets() -> None:
+    """List and show SCM presets."""
+
+
+@presets.command("list")
+def presets_list() -> None:
+    """Names of the shipped presets."""
+    from .scm import load_preset, preset_names
+
+    for name in preset_names():
+        click.echo(f"{name}: {load_preset(name).description}")
+
+
+@presets.command("show")
+@click.argument("preset")
+def presets_show(preset: str) -> None:
+    """Print a preset's YAML (edit it and pass the file to --preset)."""
+    from importlib import resources
+
+    from .scm import load_preset_dict, preset_names
+
+    if preset in preset_names():
+        click.echo(resources.files("causal3dident.presets").joinpath(f"{preset}.yaml").read_text(), nl=False)
+    else:
+        import yaml
+
+        click.echo(yaml.safe_dump(load_preset_dict(preset), sort_keys=False), nl=False)

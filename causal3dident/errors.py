@@ -1,0 +1,19 @@
+"""Errors a user can cause; each message names the problem and the fix."""
+
+from __future__ import annotations
+
+
+class Causal3DIdentError(Exception):
+    """Base class: the CLI turns these into one line on stderr and exit code 2."""
+
+
+class ConfigError(Causal3DIdentError, ValueError):
+    """A preset, config value or command-line option is invalid."""
+
+
+class DatasetFileError(Causal3DIdentError, OSError):
+    """A dataset file is missing, foreign, truncated, incomplete or of another schema version."""
+
+
+class OutputExistsError(Causal3DIdentError, FileExistsError):
+    """The output already exists and the caller did not ask to overwrite it."""

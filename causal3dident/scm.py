@@ -1,0 +1,458 @@
+"""The structural causal model over class and the ten latents, built from a preset (data, not code).
+
+A preset names, for each latent, its distribution (``uniform``, ``truncnorm`` or ``constant``),
+its bounds, its parents and its mean as an expression of the parents, optionally per class.
+``SCM.sample`` draws latents in topological order from counter-based noise (see ``noise``).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from . import noise
+from .distributions import categorical_ppf, truncnorm_ppf, truncnorm_ppf_by_class, uniform_ppf
+from .errors import ConfigError
+from .expressions import Expression
+from .latents import CLASS_NAMES, LATENT_NAMES, NUM_CLASSES, NUM_LATENTS
+
+DISTRIBUTIONS = ("uniform", "truncnorm", "constant")
+SCM_STREAM = "scm"
+SCM_NOISE_WIDTH = 1 + NUM_LATENTS  # column 0: class, then one column per latent
+
+
+@dataclass(frozen=True)
+class Mechanism:
+    """How one latent is generated from its parents."""
+
+    name: str
+    distribution: str
+    parents: tuple[str, ...]
+    low: float = -1.0
+    high: float = 1.0
+    sigma: float | None = None
+    mean: tuple[Expression, ...] | None = None  # one expression per class
+    value: float | None = None
+
+    @property
+    def per_class(self) -> bool:
+        return "class" in self.parents
+
+    def draw(self, u: np.ndarray, values: Mapping[str, np.ndarray], classes: np.ndarray) -> np.ndarray:
+        """Map uniforms ``u`` to values of this latent given its parents' values.
+
+        Per-class constant means take a per-class fast path; each distinct non-constant mean
+        expression is evaluated only on the rows of the classes that use it.
+        """
+        if self.distribution == "constant":
+            return np.full(len(u), self.value, dtype=np.float64)
+        if self.distribution == "uniform":
+            return uniform_ppf(u, self.low, self.high)
+        assert self.mean is not None and self.sigma is not None
+        n = len(u)
+        if not self.per_class:
+            expr = self.mean[0]
+            mean = expr(values, 1)[0] if not expr.names else expr(values, n)
+            return truncnorm_ppf(u, mean, self.sigma, self.low, self.high)
+        table = np.array([e(values, 1)[0] if not e.names else 0.0 for e in self.mean])
+        out = truncnorm_ppf_by_class(u, classes, table, self.sigma, self.low, self.high)
+        by_source: dict[str, list[int]] = {}
+        for c, expr in enumerate(self.mean):
+            if expr.names:
+                by_source.setdefault(expr.source, []).append(c)
+        for cls_ids in by_source.values():
+            rows = np.flatnonzero(np.isin(classes, cls_ids))
+            expr = self.mean[cls_ids[0]]
+            mean = expr({k: values[k][rows] for k in expr.names}, len(rows))
+            out[rows] = truncnorm_ppf(u[rows], mean, self.sigma, self.low, self.high)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"distribution": self.distribution}
+        if self.distribution == "constant":
+            out["value"] = self.value
+            return out
+        out.update(low=self.low, high=self.high)
+        if self.distribution == "truncnorm":
+            out["sigma"] = self.sigma
+            out["parents"] = list(self.parents)
+            assert self.mean is not None
+            if self.per_class:
+                out["mean"] = {CLASS_NAMES[c]: _number_or_source(e) for c, e in enumerate(self.mean)}
+            else:
+                out["mean"] = _number_or_source(self.mean[0])
+        return out
+
+
+def _stack(values: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Columns in LATENT_NAMES order -> float32 [N, 10]."""
+    n = len(next(iter(values.values())))
+    out = np.empty((n, NUM_LATENTS), dtype=np.float32)
+    for i, name in enumerate(LATENT_NAMES):
+        out[:, i] = values[name]
+    return out
+
+
+def _number_or_source(expr: Expression) -> float | str:
+    try:
+        return float(expr.source)
+    except ValueError:
+        return expr.source
+
+
+class SCM:
+    """Class and latents with their mechanisms; sample, intervene, and serialise back to a preset."""
+
+    def __init__(self, name: str, class_weights: Sequence[float], mechanisms: Mapping[str, Mechanism],
+                 description: str = "") -> None:
+        self.name = name
+        self.description = description
+        self.class_weights = np.asarray(class_weights, dtype=np.float64)
+        self.mechanisms = dict(mechanisms)
+        self.order = _topological_order(self.mechanisms)
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, config: Mapping[str, Any], source: str = "preset") -> SCM:
+        """Build from a preset mapping; every mistake is a ``ConfigError`` naming the key to fix."""
+        if not isinstance(config, Mapping):
+            raise ConfigError(f"{source}: expected a mapping with 'latents' (and optionally 'classes')")
+        unknown = set(config) - {"name", "description", "reference", "classes", "latents"}
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}; "
+                              f"allowed: name, description, reference, classes, latents")
+        weights = _parse_class_weights(config.get("classes", {}), source)
+        latents = config.get("latents")
+        if not isinstance(latents, Mapping):
+            raise ConfigError(f"{source}: 'latents' must map each of {', '.join(LATENT_NAMES)} to its mechanism")
+        missing = [n for n in LATENT_NAMES if n not in latents]
+        extra = [n for n in latents if n not in LATENT_NAMES]
+        if missing or extra:
+            raise ConfigError(f"{source}: 'latents' must name exactly the ten latents; "
+                              f"missing: {missing or 'none'}, unknown: {extra or 'none'}")
+        mechanisms = {n: _parse_mechanism(n, latents[n], f"{source}: latents.{n}") for n in LATENT_NAMES}
+        return cls(str(config.get("name", source)), weights, mechanisms, str(config.get("description", "")))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The preset mapping this SCM was built from (normalised); ``from_dict`` inverts it."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "classes": {"weights": {c: float(w) for c, w in zip(CLASS_NAMES, self.class_weights)}},
+            "latents": {n: self.mechanisms[n].to_dict() for n in LATENT_NAMES},
+        }
+
+    # -- graph ---------------------------------------------------------------------------------
+    def parents(self, name: str) -> tuple[str, ...]:
+        return () if name == "class" else self.mechanisms[name].parents
+
+    def children(self, name: str) -> tuple[str, ...]:
+        return tuple(n for n in self.order if name in self.mechanisms[n].parents)
+
+    def descendants(self, names: Sequence[str]) -> tuple[str, ...]:
+        """All latents downstream of ``names`` (excluding them), in topological order."""
+        seen: set[str] = set()
+        frontier = list(names)
+        while frontier:
+            for child in self.children(frontier.pop()):
+                if child not in seen:
+                    seen.add(child)
+                    frontier.append(child)
+        return tuple(n for n in self.order if n in seen and n not in names)
+
+    def edges(self) -> list[tuple[str, str]]:
+        return [(p, n) for n in self.order for p in self.mechanisms[n].parents]
+
+    # -- sampling ------------------------------------------------------------------------------
+    def sample(self, n: int, seed: int, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Latents float32 [n, 10] and classes int64 [n] for sample indices [start, start + n)."""
+        if n < 0 or start < 0:
+            raise ConfigError(f"n and start must be >= 0, got n={n}, start={start}")
+        latents = np.empty((n, NUM_LATENTS), dtype=np.float32)
+        classes = np.empty(n, dtype=np.int64)
+
+        def run(lo: int, hi: int) -> None:
+            latents[lo - start: hi - start], classes[lo - start: hi - start] = self._sample_range(seed, lo, hi)
+
+        noise.map_blocks(run, start, start + n)
+        return latents, classes
+
+    def _sample_range(self, seed: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        u = noise.uniforms(seed, SCM_STREAM, start, stop, SCM_NOISE_WIDTH)
+        classes = categorical_ppf(u[0], self.class_weights)
+        values: dict[str, np.ndarray] = {}
+        for name in self.order:
+            col = 1 + LATENT_NAMES.index(name)
+            values[name] = self.mechanisms[name].draw(u[col], values, classes)
+        return _stack(values), classes
+
+    def resample(self, names: Sequence[str], latents: np.ndarray, classes: np.ndarray,
+                 u: np.ndarray) -> np.ndarray:
+        """Redraw ``names`` (in topological order) from their mechanisms, given the other columns.
+
+        ``u`` is [10, N]: one row of uniforms per latent column; used by the interventional LT.
+        """
+        values = {n: latents[:, i].astype(np.float64) for i, n in enumerate(LATENT_NAMES)}
+        for name in self.order:
+            if name in names:
+                values[name] = self.mechanisms[name].draw(u[LATENT_NAMES.index(name)], values, classes)
+        return _stack(values)
+
+    # -- interventions -------------------------------------------------------------------------
+    def intervene(self, interventions: Sequence[Intervention]) -> SCM:
+        """A new SCM with each intervened mechanism replaced (its incoming edges cut)."""
+        scm = copy.copy(self)
+        scm.mechanisms = dict(self.mechanisms)
+        scm.class_weights = self.class_weights.copy()
+        for iv in interventions:
+            if iv.target == "class":
+                scm.class_weights = iv.class_weights()
+            else:
+                scm.mechanisms[iv.target] = iv.mechanism(self.mechanisms[iv.target])
+        scm.order = _topological_order(scm.mechanisms)
+        if interventions:
+            scm.name = f"{self.name} | " + ", ".join(iv.spec for iv in interventions)
+        return scm
+
+    def __repr__(self) -> str:
+        return f"SCM({self.name!r}, edges={len(self.edges())})"
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """``do(latent = value)``, ``latent ~ uniform(a, b)``, ``latent ~ truncnorm(mean, sigma[, a, b])``,
+    ``class = name|index`` or ``class ~ weights(w0, ..., w6)``."""
+
+    target: str
+    distribution: str
+    args: tuple[float, ...]
+    spec: str
+
+    @classmethod
+    def parse(cls, spec: str) -> Intervention:
+        text = spec.strip()
+        if text.startswith("do(") and text.endswith(")"):
+            text = text[3:-1].strip()
+        hint = ("write e.g. 'hue_bg=0.5', 'hue_bg~uniform(0.5,1)', 'pos_x~truncnorm(0.3,0.2)', "
+                "'class=dragon' or 'class~weights(1,1,0,0,0,0,0)'")
+        if "~" in text:
+            target, _, rhs = (s.strip() for s in text.partition("~"))
+            if not (rhs.endswith(")") and "(" in rhs):
+                raise ConfigError(f"intervention {spec!r}: expected a distribution after '~'; {hint}")
+            dist, _, arg_text = rhs[:-1].partition("(")
+            dist = dist.strip()
+            args = _parse_numbers(arg_text, spec, hint)
+        elif "=" in text:
+            target, _, rhs = (s.strip() for s in text.partition("="))
+            dist = "constant"
+            if target == "class" and rhs in CLASS_NAMES:
+                args = (float(CLASS_NAMES.index(rhs)),)
+            else:
+                args = _parse_numbers(rhs, spec, hint)
+        else:
+            raise ConfigError(f"intervention {spec!r}: no '=' or '~'; {hint}")
+        iv = cls(target, dist, args, spec.strip())
+        iv._validate(hint)
+        return iv
+
+    def _validate(self, hint: str) -> None:
+        if self.target == "class":
+            if self.distribution == "constant":
+                ok = len(self.args) == 1 and float(self.args[0]).is_integer() and 0 <= self.args[0] < NUM_CLASSES
+            else:
+                ok = self.distribution == "weights" and len(self.args) == NUM_CLASSES and min(self.args) >= 0 \
+                    and sum(self.args) > 0
+            if not ok:
+                raise ConfigError(f"intervention {self.spec!r}: class takes a class name, an index 0-6 "
+                                  f"or weights(w0, ..., w6) with non-negative weights; {hint}")
+            return
+        if self.target not in LATENT_NAMES:
+            raise ConfigError(f"intervention {self.spec!r}: unknown target {self.target!r}; "
+                              f"expected class or one of {', '.join(LATENT_NAMES)}")
+        arity = {"constant": (1,), "uniform": (2,), "truncnorm": (2, 4)}
+        if self.distribution not in arity or len(self.args) not in arity[self.distribution]:
+            raise ConfigError(f"intervention {self.spec!r}: expected constant, uniform(a, b) or "
+                              f"truncnorm(mean, sigma[, a, b]); {hint}")
+        bounds = self.args if self.distribution == "uniform" else self.args[2:]
+        if any(not -1.0 <= b <= 1.0 for b in bounds + (self.args if self.distribution == "constant" else ())) or \
+                (len(bounds) == 2 and bounds[0] >= bounds[1]):
+            raise ConfigError(f"intervention {self.spec!r}: values and bounds must lie in [-1, 1] with a < b")
+        if self.distribution == "truncnorm" and self.args[1] <= 0:
+            raise ConfigError(f"intervention {self.spec!r}: sigma must be > 0")
+
+    def class_weights(self) -> np.ndarray:
+        if self.distribution == "constant":
+            return np.eye(NUM_CLASSES)[int(self.args[0])]
+        return np.asarray(self.args, dtype=np.float64)
+
+    def mechanism(self, old: Mechanism) -> Mechanism:
+        if self.distribution == "constant":
+            return Mechanism(old.name, "constant", (), value=self.args[0])
+        if self.distribution == "uniform":
+            return Mechanism(old.name, "uniform", (), low=self.args[0], high=self.args[1])
+        low, high = (self.args[2], self.args[3]) if len(self.args) == 4 else (old.low, old.high)
+        return Mechanism(old.name, "truncnorm", (), low=low, high=high, sigma=self.args[1],
+                         mean=(Expression(self.args[0]),))
+
+
+def _parse_numbers(text: str, spec: str, hint: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"intervention {spec!r}: {text!r} is not a list of numbers; {hint}") from None
+
+
+def _parse_class_weights(classes: Any, source: str) -> np.ndarray:
+    if not isinstance(classes, Mapping):
+        raise ConfigError(f"{source}: 'classes' must be a mapping with 'weights'")
+    names = classes.get("names", list(CLASS_NAMES))
+    if list(names) != list(CLASS_NAMES):
+        raise ConfigError(f"{source}: classes.names must be {list(CLASS_NAMES)} (the seven meshes, in order)")
+    raw = classes.get("weights", [1.0] * NUM_CLASSES)
+    if isinstance(raw, Mapping):
+        unknown = set(raw) - set(CLASS_NAMES)
+        if unknown:
+            raise ConfigError(f"{source}: classes.weights has unknown class(es) {sorted(unknown)}")
+        raw = [raw.get(c, 0.0) for c in CLASS_NAMES]
+    try:
+        weights = np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: classes.weights must be numbers") from None
+    if weights.shape != (NUM_CLASSES,) or (weights < 0).any() or weights.sum() <= 0 or not np.isfinite(weights).all():
+        raise ConfigError(f"{source}: classes.weights must be {NUM_CLASSES} non-negative numbers "
+                          f"with a positive sum, got {raw!r}")
+    return weights / weights.sum()
+
+
+def _parse_mechanism(name: str, spec: Any, where: str) -> Mechanism:
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"{where}: expected a mapping with 'distribution'")
+    allowed = {"distribution", "low", "high", "sigma", "mean", "parents", "value"}
+    unknown = set(spec) - allowed
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}")
+    dist = spec.get("distribution")
+    if dist not in DISTRIBUTIONS:
+        raise ConfigError(f"{where}: distribution must be one of {', '.join(DISTRIBUTIONS)}, got {dist!r}")
+    if dist == "constant":
+        value = _number(spec.get("value"), f"{where}.value")
+        if not -1 <= value <= 1:
+            raise ConfigError(f"{where}.value must lie in [-1, 1], got {value}")
+        return Mechanism(name, dist, (), value=value)
+    low = _number(spec.get("low", -1.0), f"{where}.low")
+    high = _number(spec.get("high", 1.0), f"{where}.high")
+    if not -1.0 <= low < high <= 1.0:
+        raise ConfigError(f"{where}: need -1 <= low < high <= 1, got low={low}, high={high}")
+    if dist == "uniform":
+        if spec.get("parents") or "mean" in spec or "sigma" in spec:
+            raise ConfigError(f"{where}: a uniform latent has no parents, mean or sigma; use 'truncnorm'")
+        return Mechanism(name, dist, (), low=low, high=high)
+    sigma = _number(spec.get("sigma"), f"{where}.sigma")
+    if sigma <= 0:
+        raise ConfigError(f"{where}.sigma must be > 0, got {sigma}")
+    mean_spec = spec.get("mean", 0.0)
+    if isinstance(mean_spec, Mapping):
+        default = mean_spec.get("default")
+        unknown = set(mean_spec) - set(CLASS_NAMES) - {"default"}
+        if unknown:
+            raise ConfigError(f"{where}.mean: unknown class(es) {sorted(unknown)}; use {', '.join(CLASS_NAMES)} or default")
+        missing = [c for c in CLASS_NAMES if c not in mean_spec]
+        if missing and default is None:
+            raise ConfigError(f"{where}.mean: no mean for {', '.join(missing)}; add them or a 'default'")
+        means = tuple(Expression(mean_spec.get(c, default), f"{where}.mean.{c}") for c in CLASS_NAMES)
+        used = {"class"}
+    else:
+        means = (Expression(mean_spec, f"{where}.mean"),)
+        used = set()
+    for expr in means:
+        used |= expr.names
+    declared = spec.get("parents")
+    if declared is None:
+        declared = sorted(used, key=lambda p: (p != "class", p))
+    if not isinstance(declared, (list, tuple)) or not all(isinstance(p, str) for p in declared):
+        raise ConfigError(f"{where}.parents must be a list of names")
+    bad = [p for p in declared if p != "class" and p not in LATENT_NAMES]
+    if bad:
+        raise ConfigError(f"{where}.parents: unknown name(s) {bad}; use 'class' or latent names")
+    undeclared = used - set(declared)
+    if undeclared:
+        raise ConfigError(f"{where}: the mean uses {', '.join(sorted(undeclared))} but 'parents' does not list "
+                          f"{'it' if len(undeclared) == 1 else 'them'}; add to parents (per-class means need 'class')")
+    if name in declared:
+        raise ConfigError(f"{where}: a latent cannot be its own parent")
+    if "class" in declared and len(means) == 1:
+        means = means * NUM_CLASSES
+    return Mechanism(name, dist, tuple(declared), low=low, high=high, sigma=sigma, mean=means)
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{where} must be a number, got {value!r}")
+    return float(value)
+
+
+def _topological_order(mechanisms: Mapping[str, Mechanism]) -> tuple[str, ...]:
+    order: list[str] = []
+    state: dict[str, int] = {}
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            cycle = " -> ".join(path[path.index(name):] + (name,))
+            raise ConfigError(f"the SCM has a cycle: {cycle}; remove one of these parent edges")
+        state[name] = 1
+        for parent in mechanisms[name].parents:
+            if parent != "class":
+                visit(parent, path + (name,))
+        state[name] = 2
+        order.append(name)
+
+    for name in LATENT_NAMES:
+        visit(name, ())
+    return tuple(order)
+
+
+# -- presets ---------------------------------------------------------------------------------------
+def preset_names() -> list[str]:
+    """Names of the presets shipped with the package."""
+    return sorted(p.name[:-5] for p in resources.files("causal3dident.presets").iterdir() if p.name.endswith(".yaml"))
+
+
+def load_preset_dict(preset: str | Path) -> dict[str, Any]:
+    """The raw mapping of a shipped preset (by name) or of a YAML/JSON file (by path)."""
+    text: str
+    path = Path(preset)
+    if str(preset) in preset_names():
+        text = resources.files("causal3dident.presets").joinpath(f"{preset}.yaml").read_text()
+        source = f"preset {preset!r}"
+    elif path.suffix in (".yaml", ".yml", ".json") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"preset file {str(path)!r} does not exist; pass a shipped preset "
+                              f"({', '.join(preset_names())}) or a path to a YAML file")
+        text = path.read_text()
+        source = str(path)
+    else:
+        raise ConfigError(f"unknown preset {str(preset)!r}; choose one of {', '.join(preset_names())} "
+                          f"or pass a path to a YAML file (c3di presets show causal3dident > my.yaml)")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    data.setdefault("name", str(preset) if str(preset) in preset_names() else path.stem)
+    return data
+
+
+def load_preset(preset: str | Path) -> SCM:
+    """The SCM of a shipped preset name or a preset file."""
+    data = load_preset_dict(preset)
+    return SCM.from_dict(data, source=f"preset {data['name']!r}")

@@ -1,0 +1,315 @@
+"""The Causal3DIdent HDF5 dataset file, schema v1 (documented in docs/hdf5_schema.md).
+
+Writers build the file under a temporary name in the target folder and rename it into place
+only when complete, so a crash never leaves a file that looks finished. Readers check the format
+marker, the schema version and the completion flag, and say what is wrong in one line.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .errors import DatasetFileError, OutputExistsError
+from .latents import CLASS_NAMES, LATENT_NAMES, NUM_CLASSES, NUM_LATENTS
+
+FORMAT_NAME = "causal3dident"
+SCHEMA_VERSION = 1
+TMP_MARK = ".tmp-"
+
+
+def package_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+# -- writing ---------------------------------------------------------------------------------------
+def check_output(path: str | os.PathLike[str], overwrite: bool) -> Path:
+    """Fail early (before any work) if ``path`` exists without ``overwrite`` or its folder is unwritable."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path} already exists; pass --overwrite to replace it or choose another --out")
+    if path.is_dir():
+        raise OutputExistsError(f"{path} is a directory; give a file name such as {path / 'dataset.h5'}")
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatasetFileError(f"cannot create folder {parent}: {exc.strerror}; choose a writable --out") from None
+    if not os.access(parent, os.W_OK):
+        raise DatasetFileError(f"folder {parent} is not writable; choose a writable --out")
+    return path
+
+
+@contextmanager
+def atomic_h5(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator[h5py.File]:
+    """Yield an HDF5 file open for writing at a temporary name; on success mark it complete and
+    rename it to ``path``; on any error remove the temporary file and leave ``path`` untouched."""
+    path = check_output(path, overwrite)
+    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
+    try:
+        with h5py.File(tmp, "w", libver=("earliest", "v110")) as f:
+            f.attrs["format"] = FORMAT_NAME
+            f.attrs["schema_version"] = SCHEMA_VERSION
+            f.attrs["complete"] = False
+            yield f
+            f.attrs["complete"] = True
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_core(f: h5py.File, *, latents: np.ndarray, classes: np.ndarray, indices: np.ndarray,
+               config: Mapping[str, Any], seed: int) -> None:
+    """Write latents, classes, sample indices and the provenance attributes (schema v1)."""
+    latents = np.asarray(latents, dtype=np.float32)
+    classes = np.asarray(classes, dtype=np.int64)
+    if latents.ndim != 2 or latents.shape[1] != NUM_LATENTS or classes.shape != (len(latents),):
+        raise ValueError(f"latents must be [N, {NUM_LATENTS}] and classes [N]; got {latents.shape}, {classes.shape}")
+    ds = f.create_dataset("latents", data=latents, chunks=_row_chunks(latents.shape))
+    ds.attrs["names"] = list(LATENT_NAMES)
+    ds.attrs["range"] = [-1.0, 1.0]
+    f.create_dataset("classes", data=classes, chunks=_row_chunks(classes.shape))
+    f.create_dataset("index", data=np.asarray(indices, dtype=np.int64), chunks=_row_chunks(classes.shape))
+    f.attrs["num_samples"] = len(latents)
+    f.attrs["class_names"] = list(CLASS_NAMES)
+    f.attrs["latent_names"] = list(LATENT_NAMES)
+    f.attrs["seed"] = int(seed)
+    f.attrs["config"] = json.dumps(config, sort_keys=True)
+    f.attrs["package_version"] = package_version()
+    f.attrs["created"] = utc_now()
+
+
+def write_pair_latents(f: h5py.File, name: str, latents: np.ndarray, transformation: Mapping[str, Any]) -> None:
+    """``/pairs/<name>/latents``: the transformed latents z~ of every anchor, row for row."""
+    group = f.require_group("pairs").create_group(name)
+    ds = group.create_dataset("latents", data=np.asarray(latents, dtype=np.float32),
+                              chunks=_row_chunks(np.shape(latents)))
+    ds.attrs["names"] = list(LATENT_NAMES)
+    group.attrs["transformation"] = json.dumps(dict(transformation), sort_keys=True)
+
+
+def _row_chunks(shape: Sequence[int]) -> tuple[int, ...] | None:
+    if not shape or shape[0] == 0:
+        return None
+    return (min(shape[0], 65536), *shape[1:])
+
+
+# -- reading ---------------------------------------------------------------------------------------
+def open_dataset(path: str | os.PathLike[str], mode: str = "r") -> h5py.File:
+    """Open a dataset file after checking it is ours, of a schema we read, and complete."""
+    path = Path(path)
+    if not path.exists():
+        raise DatasetFileError(f"{path}: no such file; create one with 'c3di latents' or 'c3di render'")
+    if path.is_dir():
+        raise DatasetFileError(f"{path} is a directory; pass the .h5 file inside it")
+    try:
+        f = h5py.File(path, mode)
+    except OSError as exc:
+        raise DatasetFileError(_describe_open_error(path, exc)) from None
+    try:
+        check_header(f, path)
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def _describe_open_error(path: Path, exc: OSError) -> str:
+    text = str(exc)
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head != b"\x89HDF\r\n\x1a\n":
+        return (f"{path} is not an HDF5 file (no HDF5 signature); pass a Causal3DIdent .h5 file, "
+                f"or convert an original-layout folder with 'c3di convert'")
+    if "truncated" in text.lower() or "eof" in text.lower():
+        return (f"{path} is truncated ({path.stat().st_size} bytes; HDF5 says: {text.split('(')[0].strip()}); "
+                f"it was cut short while copying or writing: copy it again or re-run the command that made it")
+    return f"{path} cannot be opened as HDF5 ({text}); the file is damaged: re-create or re-copy it"
+
+
+def check_header(f: h5py.File, path: str | os.PathLike[str] = "") -> None:
+    """Raise ``DatasetFileError`` unless ``f`` carries our format marker, schema v1 and 'complete'."""
+    where = str(path or f.filename)
+    fmt = f.attrs.get("format")
+    if fmt is None or _as_str(fmt) != FORMAT_NAME:
+        raise DatasetFileError(f"{where} is an HDF5 file but not a Causal3DIdent dataset (no format='causal3dident' "
+                               f"attribute); create one with 'c3di latents' or 'c3di convert'")
+    version = int(f.attrs.get("schema_version", -1))
+    if version != SCHEMA_VERSION:
+        hint = "upgrade causal3dident" if version > SCHEMA_VERSION else "re-create it with this version"
+        raise DatasetFileError(f"{where} has schema version {version}; this package reads version "
+                               f"{SCHEMA_VERSION}: {hint}")
+    if not bool(f.attrs.get("complete", False)):
+        raise DatasetFileError(f"{where} is incomplete: the job that wrote it did not finish; re-run that command "
+                               f"(render jobs resume) or delete the file")
+
+
+def _as_str(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def read_config(f: h5py.File) -> dict[str, Any]:
+    return json.loads(_as_str(f.attrs["config"]))
+
+
+def read_latents(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Latents float32 [N, 10] and classes int64 [N] of a dataset file."""
+    with open_dataset(path) as f:
+        return f["latents"][...], f["classes"][...]
+
+
+def pair_names(f: h5py.File) -> list[str]:
+    return sorted(f["pairs"]) if "pairs" in f else []
+
+
+def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """What a file holds: counts per class, resolution, pairs, config and provenance."""
+    with open_dataset(path) as f:
+        classes = f["classes"][...]
+        counts = np.bincount(classes, minlength=NUM_CLASSES)
+        images = f.get("images")
+        info: dict[str, Any] = {
+            "path": str(path),
+            "schema_version": int(f.attrs["schema_version"]),
+            "num_samples": int(f.attrs["num_samples"]),
+            "class_counts": {c: int(k) for c, k in zip(CLASS_NAMES, counts)},
+            "images": None if images is None else list(images.shape[1:]),
+            "rendered": _rendered_count(f),
+            "pairs": {name: {"images": "images" in f["pairs"][name]} for name in pair_names(f)},
+            "seed": int(f.attrs["seed"]),
+            "package_version": _as_str(f.attrs["package_version"]),
+            "created": _as_str(f.attrs["created"]),
+            "config": read_config(f),
+        }
+        for key in ("blender_version", "render_settings"):
+            if key in f.attrs:
+                value = _as_str(f.attrs[key])
+                info[key] = json.loads(value) if value.startswith("{") else value
+        return info
+
+
+def _rendered_count(f: h5py.File) -> int | None:
+    if "images" not in f:
+        return None
+    return int(f.attrs.get("num_rendered", f["images"].shape[0]))
+
+
+# -- verification ----------------------------------------------------------------------------------
+def verify(path: str | os.PathLike[str], regenerate: bool = True) -> list[str]:
+    """Every defect found in a dataset file (empty list: the file is sound).
+
+    Checks shapes, dtypes, ranges and pair alignment; with ``regenerate``, also re-derives the
+    latents from the recorded config and seed and compares them exactly.
+    """
+    problems: list[str] = []
+    try:
+        f = open_dataset(path)
+    except DatasetFileError as exc:
+        return [str(exc)]
+    with f:
+        problems += _check_core(f)
+        if problems:
+            return problems
+        n = len(f["latents"])
+        for name in pair_names(f):
+            group = f["pairs"][name]
+            if "latents" not in group or group["latents"].shape != (n, NUM_LATENTS):
+                problems.append(f"/pairs/{name}/latents must be float32 [{n}, {NUM_LATENTS}]")
+            if "images" in group:
+                problems += _check_images(group["images"], n, f"/pairs/{name}/images", f)
+        if "images" in f:
+            problems += _check_images(f["images"], n, "/images", f)
+        if regenerate and not problems:
+            problems += _check_regenerates(f)
+    return problems
+
+
+def _check_core(f: h5py.File) -> list[str]:
+    problems = []
+    for key in ("latents", "classes", "index"):
+        if key not in f:
+            problems.append(f"missing dataset /{key}")
+    for key in ("num_samples", "seed", "config", "class_names", "package_version", "created"):
+        if key not in f.attrs:
+            problems.append(f"missing root attribute {key!r}")
+    if problems:
+        return problems
+    latents, classes, index = f["latents"], f["classes"], f["index"]
+    n = int(f.attrs["num_samples"])
+    if latents.dtype != np.float32 or latents.shape != (n, NUM_LATENTS):
+        problems.append(f"/latents is {latents.dtype} {latents.shape}, expected float32 ({n}, {NUM_LATENTS})")
+    if classes.dtype != np.int64 or classes.shape != (n,):
+        problems.append(f"/classes is {classes.dtype} {classes.shape}, expected int64 ({n},)")
+    if index.shape != (n,):
+        problems.append(f"/index has shape {index.shape}, expected ({n},)")
+    if [_as_str(x) for x in latents.attrs.get("names", [])] != list(LATENT_NAMES):
+        problems.append("/latents 'names' attribute does not list the ten latents in order")
+    if problems:
+        return problems
+    z, c = latents[...], classes[...]
+    if not np.isfinite(z).all() or (np.abs(z) > 1.0).any():
+        problems.append("/latents has values outside [-1, 1] or non-finite values")
+    if ((c < 0) | (c >= NUM_CLASSES)).any():
+        problems.append(f"/classes has labels outside 0..{NUM_CLASSES - 1}")
+    try:
+        read_config(f)
+    except (ValueError, KeyError):
+        problems.append("root attribute 'config' is not valid JSON")
+    return problems
+
+
+def _check_images(ds: h5py.Dataset, n: int, where: str, f: h5py.File) -> list[str]:
+    if ds.dtype != np.uint8 or ds.ndim != 4 or ds.shape[0] != n or ds.shape[3] != 3:
+        return [f"{where} is {ds.dtype} {ds.shape}, expected uint8 [{n}, H, W, 3]"]
+    rendered = _rendered_count(f)
+    if rendered is not None and rendered != n:
+        return [f"{where}: only {rendered} of {n} samples rendered; resume the render job"]
+    return []
+
+
+def _check_regenerates(f: h5py.File) -> list[str]:
+    from .generate import latents_for_config  # late: avoid a cycle
+
+    config = read_config(f)
+    if "preset" not in config:
+        return []  # converted or hand-made data: nothing to regenerate from
+    index = f["index"][...]
+    if len(index) == 0:
+        return []
+    if not np.array_equal(index, np.arange(index[0], index[0] + len(index))):
+        return ["/index is not a contiguous range of sample indices"]
+    expected = latents_for_config(config, int(f.attrs["seed"]), int(index[0]), len(index))
+    problems = []
+    if not np.array_equal(expected["latents"], f["latents"][...]) or \
+            not np.array_equal(expected["classes"], f["classes"][...]):
+        problems.append("/latents or /classes differ from what the recorded config and seed generate")
+    for name, z in expected["pairs"].items():
+        if name in pair_names(f) and not np.array_equal(z, f["pairs"][name]["latents"][...]):
+            problems.append(f"/pairs/{name}/latents differ from what the recorded config and seed generate")
+    return problems
+
+
+# -- images ----------------------------------------------------------------------------------------
+IMAGE_COMPRESSION: str | None = "lzf"
+"""Compression of image datasets; lzf ships with h5py, so any reader can decode it."""
+
+
+def create_image_dataset(group: h5py.Group, name: str, n: int, height: int, width: int) -> h5py.Dataset:
+    """An empty uint8 [n, height, width, 3] image dataset, one image per chunk (random access)."""
+    return group.create_dataset(name, shape=(n, height, width, 3), dtype=np.uint8,
+                                chunks=(1, height, width, 3), compression=IMAGE_COMPRESSION)
