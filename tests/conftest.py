@@ -1,0 +1,29 @@
+"""Shared fixtures: the mesh folder (C3DI_ASSETS) and small synthetic dataset files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def assets_dir() -> Path:
+    """The local mesh mirror: $C3DI_ASSETS (CI sets it to ../shared/assets)."""
+    env = os.environ.get("C3DI_ASSETS")
+    path = Path(env) if env else REPO.parent / "shared" / "assets"
+    if not (path / "manifest.json").is_file():
+        pytest.skip(f"no mesh mirror at {path}; set C3DI_ASSETS to a folder with manifest.json and meshes/")
+    return path
+
+
+@pytest.fixture(scope="session")
+def synthetic_h5(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 64-sample, 32 px synthetic dataset with 'hues' and 'positions' pairs (read-only: do not modify)."""
+    from causal3dident.testing import make_synthetic_dataset
+
+    return make_synthetic_dataset(tmp_path_factory.mktemp("synthetic") / "train.h5", n=64, resolution=32,
+                                  pairs=("hues", "positions"), seed=3)
