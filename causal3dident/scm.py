@@ -280,9 +280,9 @@ class Intervention:
         if self.distribution not in arity or len(self.args) not in arity[self.distribution]:
             raise ConfigError(f"intervention {self.spec!r}: expected constant, uniform(a, b) or "
                               f"truncnorm(mean, sigma[, a, b]); {hint}")
-        bounds = self.args if self.distribution == "uniform" else self.args[2:]
-        if any(not -1.0 <= b <= 1.0 for b in bounds + (self.args if self.distribution == "constant" else ())) or \
-                (len(bounds) == 2 and bounds[0] >= bounds[1]):
+        # a constant's value, a uniform's (a, b) and a truncnorm's optional (a, b) must lie in the latent range
+        in_range = {"constant": self.args, "uniform": self.args, "truncnorm": self.args[2:]}[self.distribution]
+        if any(not -1.0 <= v <= 1.0 for v in in_range) or (len(in_range) == 2 and in_range[0] >= in_range[1]):
             raise ConfigError(f"intervention {self.spec!r}: values and bounds must lie in [-1, 1] with a < b")
         if self.distribution == "truncnorm" and self.args[1] <= 0:
             raise ConfigError(f"intervention {self.spec!r}: sigma must be > 0")
