@@ -24,6 +24,8 @@ LAZY_COMMANDS: dict[str, str] = {
     "convert": "causal3dident.convert:convert_command",
     "export": "causal3dident.convert:export_command",
     "bench": "causal3dident.benchmarks.cli:bench",
+    "card": "causal3dident.cards:card_command",
+    "figures": "causal3dident.figures:figures_command",
 }
 
 
