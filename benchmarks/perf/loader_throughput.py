@@ -1,0 +1,187 @@
+"""Images/s through a 4-worker DataLoader: our HDF5 dataset vs a PNG folder read like the original's.
+
+One run, the same images both ways, at 64 and 224 px: the images are written as an original-layout
+PNG folder (``original_layout.write_split``), converted to HDF5 with ``c3di convert``'s code (so the
+file has ``store.create_image_dataset``'s chunking and compression), and both are read for whole epochs:
+
+- ``hdf5``: ``Causal3DIdent(file, image_format="tensor")`` (batched ``__getitems__`` reads), and the same
+  with ``in_memory=True`` (images inflated into RAM at construction);
+- ``png``: the original loader's work per item: open the PNG, PIL decode, to an RGB uint8 tensor.
+
+All yield uint8 [3, H, W] images with their latents. Besides images/s, images per CPU-second of all
+processes is printed: it does not depend on what else runs on the machine. The targets are checked
+on the from-disk reader's images/s. Images: tiles of the real renders in
+``shared/reference/causal3dident_samples_paper.png`` when present (rotated, flipped, hue-shifted), else
+``causal3dident.testing.draw_images`` upscaled, shaded and blurred to look like renders. Targets: >= 5x
+the PNG images/s, and a file no bigger than 1.5x the PNG folder.
+
+    python benchmarks/perf/loader_throughput.py [--n 2048] [--resolutions 64 224] [--workers 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+from torch.utils.data import DataLoader, Dataset
+
+from causal3dident import Causal3DIdent
+from causal3dident.convert import convert
+from causal3dident.original_layout import OriginalSplit, read_png, write_split
+from causal3dident.scm import load_preset
+from causal3dident.testing import draw_images
+
+REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "causal3dident_samples_paper.png"
+SPEED_TARGET = 5.0
+SIZE_TARGET = 1.5
+
+
+def real_tiles(path: Path) -> list[Image.Image]:
+    """The 14 renders of the paper's sample figure (2 rows of 7), margins trimmed."""
+    sheet = Image.open(path).convert("RGB")
+    w, h = sheet.width / 7, sheet.height / 2
+    return [sheet.crop((int(c * w) + 6, int(r * h) + 6, int((c + 1) * w) - 14, int((r + 1) * h) - 8))
+            for r in range(2) for c in range(7)]
+
+
+def make_images(n: int, resolution: int, source: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(images uint8 [n, R, R, 3], latents, classes): render-like images, all different."""
+    rng = np.random.default_rng(seed)
+    latents, classes = load_preset("causal3dident").sample(n, seed)
+    if source == "real":
+        tiles = real_tiles(REFERENCE)
+        images = []
+        for i in range(n):
+            tile = tiles[int(classes[i]) + 7 * int(rng.integers(2))]
+            scale = rng.uniform(0.85, 1.0)
+            side = int(min(tile.size) * scale)
+            x, y = rng.integers(0, tile.width - side + 1), rng.integers(0, tile.height - side + 1)
+            im = tile.crop((x, y, x + side, y + side)).resize((resolution, resolution), Image.BICUBIC)
+            hsv = np.asarray(im.convert("HSV")).copy()
+            hsv[..., 0] += np.uint8(rng.integers(256))  # hue shift, wraps
+            im = Image.fromarray(hsv, "HSV").convert("RGB").rotate(90 * int(rng.integers(4)))
+            images.append(np.asarray(im.transpose(Image.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else im))
+        return np.stack(images), latents, classes
+    base = draw_images(latents, classes, 64)
+    yy, xx = np.mgrid[0:resolution, 0:resolution] / resolution
+    images = []
+    for i in range(n):
+        im = Image.fromarray(base[i]).resize((resolution, resolution), Image.BICUBIC)
+        im = np.asarray(im.filter(ImageFilter.GaussianBlur(resolution / 64)), dtype=np.float64)
+        cx, cy = rng.uniform(0.2, 0.8, 2)
+        light = 0.75 + 0.35 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 0.15)  # soft lighting falloff
+        images.append(np.clip(im * light[..., None], 0, 255).astype(np.uint8))
+    return np.stack(images), latents, classes
+
+
+class PNGFolder(Dataset):
+    """The original loader's per-item work: one PNG opened and decoded with PIL, as an RGB uint8 tensor."""
+
+    def __init__(self, split: OriginalSplit) -> None:
+        self.files = [split.folder / f for f in split.files]
+        self.latents = split.latents
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = torch.from_numpy(read_png(self.files[i]).copy()).permute(2, 0, 1)
+        return image, torch.from_numpy(self.latents[i])
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its child processes (the DataLoader workers), from /proc (Linux)."""
+    total = time.process_time()
+    ticks = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid():  # fields after the name: state, ppid, ..., utime (12), stime (13)
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def throughput(dataset: Dataset, workers: int, batch_size: int, epochs: int) -> tuple[float, float]:
+    """Best images/s over ``epochs`` shuffled epochs, and images per CPU-second (all processes) in that epoch.
+
+    Persistent workers; one warm-up epoch is not timed. Images per CPU-second does not depend on what
+    else runs on the machine, so it compares the two loaders fairly on a busy machine too.
+    """
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
+                        persistent_workers=workers > 0, generator=torch.Generator().manual_seed(0))
+    best = (0.0, 0.0)
+    for epoch in range(epochs + 1):
+        iterator = iter(loader)
+        start, cpu, count = time.perf_counter(), cpu_seconds(), 0
+        for images, _ in iterator:
+            count += len(images)
+        rate = count / (time.perf_counter() - start)
+        if epoch and rate > best[0]:
+            best = (rate, count / (cpu_seconds() - cpu))
+    return best
+
+
+def folder_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def run(args: argparse.Namespace, work: Path) -> list[dict[str, float]]:
+    source = args.images if args.images != "auto" else ("real" if REFERENCE.is_file() else "synthetic")
+    rows = []
+    for resolution in args.resolutions:
+        images, latents, classes = make_images(args.n, resolution, source)
+        folder = work / f"r{resolution}" / "trainset"
+        folder.mkdir(parents=True)
+        write_split(folder, latents, classes, [images], workers=os.cpu_count() or 1)
+        h5 = convert(folder, work / f"r{resolution}.h5")
+        png, png_cpu = throughput(PNGFolder(OriginalSplit.open(folder)), args.workers, args.batch_size, args.epochs)
+        h5_rate, h5_cpu = throughput(Causal3DIdent(h5, image_format="tensor"), args.workers, args.batch_size,
+                                     args.epochs)
+        mem_rate, mem_cpu = throughput(Causal3DIdent(h5, image_format="tensor", in_memory=True), args.workers,
+                                       args.batch_size, args.epochs)
+        row = {"resolution": resolution, "png": png, "hdf5": h5_rate, "png_cpu": png_cpu, "hdf5_cpu": h5_cpu,
+               "png_bytes": folder_size(folder), "hdf5_bytes": h5.stat().st_size}
+        rows.append(row)
+        print(f"{resolution:>4} px  images/s: png {png:7.0f}  hdf5 {h5_rate:7.0f} ({h5_rate / png:4.1f}x)  "
+              f"hdf5 in memory {mem_rate:7.0f} ({mem_rate / png:4.1f}x)  |  images/CPU-s: png {png_cpu:7.0f}  "
+              f"hdf5 {h5_cpu:7.0f} ({h5_cpu / png_cpu:4.1f}x)  in memory {mem_cpu:7.0f} ({mem_cpu / png_cpu:4.1f}x)  |  "
+              f"MiB: png folder {row['png_bytes'] / 2**20:6.2f}  hdf5 {row['hdf5_bytes'] / 2**20:6.2f} "
+              f"({row['hdf5_bytes'] / row['png_bytes']:.2f}x)", flush=True)
+    print(f"images: {source}, n={args.n}, workers={args.workers}, batch={args.batch_size}, cpus={os.cpu_count()}")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=2048, help="images per resolution")
+    parser.add_argument("--resolutions", type=int, nargs="+", default=[64, 224])
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=2, help="timed epochs (best is reported)")
+    parser.add_argument("--images", choices=["auto", "real", "synthetic"], default="auto")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep the files here (default: a temp folder)")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", message="This DataLoader will create")  # more workers than CPUs: on purpose
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=False)
+        rows = run(args, args.workdir)
+    else:
+        with tempfile.TemporaryDirectory(prefix="c3di-perf-") as tmp:
+            rows = run(args, Path(tmp))
+    met = all(r["hdf5"] >= SPEED_TARGET * r["png"] and r["hdf5_bytes"] <= SIZE_TARGET * r["png_bytes"] for r in rows)
+    print(f"targets (>= {SPEED_TARGET}x images/s, <= {SIZE_TARGET}x size): {'met' if met else 'NOT met'}")
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Conversion both ways between our HDF5 files and folder layouts (``c3di convert``, ``c3di export``).
+
+``convert``: an original-layout split folder (Causal3DIdent or 3DIdent PNGs + ``.npy``) -> one HDF5 file,
+in the original order, with the image statistics computed on the way. ``export``: an HDF5 file -> the
+original layout (``--format original``) or PNGs + a CSV table that Croissant describes (``--format csv``:
+``DIR/images/<split>/<index:06d>.png`` and ``DIR/<split>.csv``, see ``causal3dident.croissant``).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import click
+import numpy as np
+
+from . import stats as _stats
+from .errors import ConfigError, DatasetFileError, OutputExistsError
+from .latents import CLASS_NAMES, LATENT_NAMES
+from .neighbours import pool_digest
+from .original_layout import EXPECTED, OriginalSplit, detect_layout, find_split, write_pngs, write_split
+from .store import atomic_h5, check_output, create_image_dataset, open_dataset, write_core
+
+BLOCK = 256
+FORMATS = ("original", "csv")
+
+
+def default_workers() -> int:
+    return min(8, os.cpu_count() or 1)
+
+
+def split_folder(source: Path, split: str | None) -> Path:
+    """The split folder to convert: ``source`` itself, or its ``<split>set`` (the only one if ``split`` is None)."""
+    if detect_layout(source) and split is None:
+        return source
+    if split is not None:
+        folder = find_split(source, split)
+        if folder is None:
+            raise DatasetFileError(f"{source} has no split {split!r}; expected {EXPECTED.format(split=split)}")
+        return folder
+    found = sorted(p for p in source.iterdir() if p.is_dir() and detect_layout(p)) if source.is_dir() else []
+    if len(found) == 1:
+        return found[0]
+    if found:
+        names = ", ".join(p.name.removesuffix("set") for p in found)
+        raise ConfigError(f"{source} holds several splits ({names}); choose one with --split")
+    raise DatasetFileError(f"{source} holds no original-layout data; expected {EXPECTED.format(split='train')}")
+
+
+def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], *, split: str | None = None,
+            overwrite: bool = False, workers: int | None = None) -> Path:
+    """Convert one original-layout split to an HDF5 dataset file (schema v1), images and stats included."""
+    check_output(out, overwrite)
+    data = OriginalSplit.open(split_folder(Path(source), split))
+    height, width = data.image_size()
+    n = len(data.latents)
+    config = {"source": f"original {data.layout} layout", "split_folder": data.folder.name,
+              "images": {"source": f"PNG files of the original {data.layout} release", "resolution": height}}
+    acc = _stats.StatsAccumulator()
+    with atomic_h5(out, overwrite) as f, ThreadPoolExecutor(workers or default_workers()) as pool:
+        write_core(f, latents=data.latents, classes=data.classes, indices=np.arange(n), config=config, seed=0)
+        images = create_image_dataset(f, "images", n, height, width)
+        for lo in range(0, n, BLOCK):
+            block = data.read(range(lo, min(n, lo + BLOCK)), pool)
+            if block.shape[1:3] != (height, width):
+                raise DatasetFileError(f"{data.folder}: an image in samples {lo}..{lo + len(block) - 1} is not "
+                                       f"{height}x{width} like the first; all images must share one resolution")
+            images[lo:lo + len(block)] = block
+            acc.update(block)
+        f.attrs["num_rendered"] = n
+        key = {"digest": pool_digest(data.latents, data.classes), "num_images": n, "image_shape": [height, width, 3]}
+        f.attrs[_stats.STATS_ATTR] = acc.result(data.classes).to_json(key)
+    return Path(out)
+
+
+def export(path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, fmt: str = "original",
+           split: str | None = None, overwrite: bool = False, workers: int | None = None) -> Path:
+    """Write an HDF5 file's split as the original layout or as PNGs + CSV; returns the folder written."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}; choose {' or '.join(FORMATS)}")
+    path, out_dir = Path(path), Path(out_dir)
+    split = split or path.stem
+    with open_dataset(path) as f:
+        latents, classes, index = f["latents"][...], f["classes"][...], f["index"][...]
+        has_images = "images" in f
+        target = out_dir / f"{split}set" if fmt == "original" else out_dir
+        _check_target(target if fmt == "original" else out_dir / f"{split}.csv", overwrite)
+        if fmt == "original" and not has_images:
+            raise DatasetFileError(f"{path} has no images; the original layout needs them: render the file first, "
+                                   f"or export only the table with --format csv")
+        blocks = _blocks(f) if has_images else iter(())
+        workers = workers or default_workers()
+        if fmt == "original":
+            target.mkdir(parents=True, exist_ok=True)
+            write_split(target, latents, classes, blocks, workers)
+        else:
+            files = [f"images/{split}/{i:06d}.png" for i in index]
+            if has_images:
+                (out_dir / "images" / split).mkdir(parents=True, exist_ok=True)
+                write_pngs((out_dir / name for name in files), blocks, workers)
+            _write_csv(out_dir / f"{split}.csv", index, files, classes, latents)
+    return target
+
+
+def _check_target(target: Path, overwrite: bool) -> None:
+    if target.exists() and not overwrite and (target.is_file() or any(target.iterdir())):
+        raise OutputExistsError(f"{target} already exists; pass --overwrite to write into it or choose another DIR")
+
+
+def _blocks(f: object) -> Iterator[np.ndarray]:
+    images = f["images"]  # type: ignore[index]
+    for lo in range(0, images.shape[0], BLOCK):
+        yield images[lo:lo + BLOCK]
+
+
+def _write_csv(path: Path, index: np.ndarray, files: list[str], classes: np.ndarray, latents: np.ndarray) -> None:
+    """One row per image: index, file, class, class_name and the ten latents (shortest exact float32 text)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["index", "file", "class", "class_name", *LATENT_NAMES])
+        for i, name, c, z in zip(index, files, classes, latents):
+            writer.writerow([int(i), name, int(c), CLASS_NAMES[int(c)], *(str(v) for v in z)])
+    os.replace(tmp, path)
+
+
+@click.command("convert")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--split", default=None, help="Split to convert when SOURCE holds several (e.g. train for trainset/).")
+@click.option("--workers", type=int, default=None, help="Threads decoding PNGs (default: up to 8).")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+def convert_command(source: Path, out: Path, split: str | None, workers: int | None, overwrite: bool) -> None:
+    """Convert an original-layout folder (Causal3DIdent or 3DIdent PNGs + .npy) into one HDF5 file."""
+    convert(source, out, split=split, overwrite=overwrite, workers=workers)
+    click.echo(f"wrote {out}")
+
+
+@click.command("export")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="original",
+              help="original: <split>set/images_{c}/*.png + raw_latents_{c}.npy; "
+                   "csv: images/<split>/*.png + <split>.csv.")
+@click.option("--split", default=None, help="Split name used in the layout (default: the file's stem).")
+@click.option("--workers", type=int, default=None, help="Threads encoding PNGs (default: up to 8).")
+@click.option("--overwrite", is_flag=True, help="Write into an existing, non-empty target.")
+def export_command(path: Path, out_dir: Path, fmt: str, split: str | None, workers: int | None,
+                   overwrite: bool) -> None:
+    """Export an HDF5 dataset file as PNGs with .npy latents (original layout) or with a CSV table."""
+    target = export(path, out_dir, fmt=fmt, split=split, overwrite=overwrite, workers=workers)
+    click.echo(f"wrote {target}")

@@ -1,0 +1,495 @@
+"""``Causal3DIdent``: the torchvision dataset over our HDF5 files and the original PNG releases.
+
+Modelled on torchvision's datasets: ``VisionDataset``'s constructor conventions and ``transform`` /
+``transforms`` rules, CelebA's ``target_type``. Everything that can be wrong with the data is
+checked at construction; h5py handles are opened lazily in each process, so the dataset is safe
+with multi-worker (fork or spawn, persistent) DataLoaders. ``__getitems__`` reads whole batches.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from torchvision.datasets import VisionDataset
+
+from . import stats as _stats
+from . import store
+from .errors import ConfigError, DatasetFileError
+from .latents import CLASS_NAMES, to_scene_units
+from .neighbours import NeighbourIndex, cached_index, load_index, pool_digest
+from .original_layout import EXPECTED, OriginalSplit, find_split
+from .pairs import DAPair, PairSpec, parse_pairs, sample_z_tilde
+
+TARGET_TYPES: dict[str, str] = {
+    "latents": "raw latents of the (first) image, float32 [10] in [-1, 1]",
+    "class": "class label 0..6 (int)",
+    "scene": "latents in scene units (causal3dident.latents.to_scene_units), float32 [10]",
+    "index": "position of the sample in this dataset (int)",
+    "latents2": "raw latents of the second view's image (pairs only)",
+    "scene2": "scene-unit latents of the second view's image (pairs only)",
+    "index2": "position of the second view's image: the anchor's, or the neighbour's for 'nearest' (pairs only)",
+    "z_tilde": "the transformed latents z~ asked for: stored (exact) or sampled (nearest) (LT pairs only)",
+}
+PAIR_TARGETS = ("latents2", "scene2", "index2", "z_tilde")
+IMAGE_FORMATS = ("pil", "tensor")
+H5_SUFFIXES = (".h5", ".hdf5")
+
+
+class Causal3DIdent(VisionDataset):
+    """Causal3DIdent images with latent targets, optionally as positive pairs.
+
+    Args:
+        root: an HDF5 dataset file; a folder with ``<split>.h5``; or an original-layout folder
+            (``<split>set/images_{c}/*.png`` + ``raw_latents_{c}.npy``, or 3DIdent's ``images/`` + ``raw_latents.npy``).
+        split: ``"train"`` or ``"test"`` (any name whose file or folder exists); ignored when ``root`` is a file.
+        transform: applied to each image (to each view of a pair, independently).
+        target_transform: applied to the target.
+        transforms: joint transform of ``(image, target)``; for pairs it gets ``((view1, view2), target)``,
+            so random parameters are shared by both views. Exclusive with ``transform``/``target_transform``.
+        target_type: one of ``TARGET_TYPES`` or a list of them (target = tuple); ``[]`` for no target.
+        pairs: positive pairs, returned as ``(view1, view2, target)``: a DA setting (``"colour"``,
+            ``"rotation_crop_small_colour"``, ...), ``"exact:<lt>"`` or ``"<lt>"`` (rendered z~ from the file),
+            or ``"nearest:<lt>"`` (the paper's nearest same-class image); see ``causal3dident.pairs``.
+        image_format: ``"pil"`` (PIL images, as torchvision) or ``"tensor"`` (uint8 [3, H, W] ``tv_tensors.Image``).
+        in_memory: read all images into memory at construction (fast for files that fit in RAM).
+        seed: seed of the nearest-pair z~ draws; default: the file's seed.
+    """
+
+    classes: list[str] = list(CLASS_NAMES)
+
+    def __init__(self, root: str | os.PathLike[str], split: str = "train", transform: Callable | None = None,
+                 target_transform: Callable | None = None, transforms: Callable | None = None,
+                 target_type: str | Sequence[str] = "latents", pairs: str | None = None, *,
+                 image_format: str = "pil", in_memory: bool = False, seed: int | None = None) -> None:
+        super().__init__(root, transforms=transforms, transform=transform, target_transform=target_transform)
+        self._joint = transforms is not None
+        self.split = split
+        self.target_type = [target_type] if isinstance(target_type, str) else list(target_type)
+        self.pair_spec: PairSpec | None = parse_pairs(pairs)
+        self.image_format = image_format
+        self._check_arguments()
+        self.source = open_source(Path(os.path.expanduser(root)), split, in_memory)
+        self.latents: np.ndarray = self.source.latents
+        self.targets: np.ndarray = self.source.classes
+        self.seed = self.source.seed if seed is None else int(seed)
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self._scene = to_scene_units(self.latents).astype(np.float32) if {"scene", "scene2"} & set(self.target_type) \
+            else None
+        self._da = DAPair(self.pair_spec.name) if self.pair_spec and self.pair_spec.mode == "da" else None
+        self._neighbours: NeighbourIndex | None = None
+        self._neighbours_path: Path | None = None
+        self._stats: _stats.DatasetStats | None = None
+        try:
+            self._prepare_reading()
+        finally:
+            self.source.close()  # workers open their own handles
+
+    def _prepare_reading(self) -> None:
+        """Locate the image chunks, check the pairs asked for, build the neighbour index: all before any worker."""
+        self.source.prepare("images")
+        if self.pair_spec and self.pair_spec.mode == "exact":
+            self.source.require_pairs(self.pair_spec.name)
+            self.source.prepare(f"pairs/{self.pair_spec.name}/images")
+        if self.pair_spec and self.pair_spec.mode == "nearest":
+            self._check_pairable()
+            self._neighbours, self._neighbours_path = cached_index(self.source.cache_anchor, self.latents,
+                                                                   self.targets)
+
+    def _check_arguments(self) -> None:
+        unknown = [t for t in self.target_type if t not in TARGET_TYPES]
+        if unknown:
+            raise ConfigError(f"unknown target_type {unknown[0]!r}; choose from {', '.join(TARGET_TYPES)}")
+        if not self.target_type and self.target_transform is not None:
+            raise ConfigError("target_transform is given but target_type is empty: there is no target to transform")
+        needs_pairs = [t for t in self.target_type if t in PAIR_TARGETS]
+        if needs_pairs and self.pair_spec is None:
+            raise ConfigError(f"target_type {needs_pairs[0]!r} describes the second view: pass pairs=...")
+        if "z_tilde" in self.target_type and self.pair_spec is not None and self.pair_spec.mode == "da":
+            raise ConfigError("target_type 'z_tilde' needs an LT pair mode ('exact:<lt>' or 'nearest:<lt>'), "
+                              f"not the DA setting {self.pair_spec.name!r}")
+        if self.image_format not in IMAGE_FORMATS:
+            raise ConfigError(f"image_format must be one of {', '.join(IMAGE_FORMATS)}, got {self.image_format!r}")
+
+    def _check_pairable(self) -> None:
+        counts = np.bincount(self.targets, minlength=len(CLASS_NAMES))
+        lonely = [CLASS_NAMES[c] for c in np.flatnonzero(counts == 1)]
+        if lonely:
+            raise DatasetFileError(f"{self.source.path}: class {lonely[0]} has a single sample, which has no "
+                                   f"neighbour but itself; nearest pairs need two or more of every class present")
+
+    # -- epochs (nearest pairs) --------------------------------------------------------------------
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch of the nearest-pair z~ draws; shared with DataLoader workers (also persistent ones)."""
+        self._epoch.fill_(int(epoch))
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch.item())
+
+    def z_tilde(self, indices: Sequence[int] | np.ndarray, epoch: int | None = None) -> np.ndarray:
+        """The transformed latents z~ of ``indices`` in an epoch (default: the current one): stored or sampled."""
+        spec = self._lt_spec()
+        indices = np.asarray(indices, dtype=np.int64)
+        if spec.mode == "exact":
+            return self.source.pair_latents[spec.name][indices]
+        assert spec.lt is not None
+        return sample_z_tilde(spec.lt, self.latents[indices], indices, seed=self.seed,
+                              epoch=self.epoch if epoch is None else epoch)
+
+    def _lt_spec(self) -> PairSpec:
+        if self.pair_spec is None or self.pair_spec.mode == "da":
+            raise ConfigError("z~ exists for LT pairs only ('exact:<lt>' or 'nearest:<lt>')")
+        return self.pair_spec
+
+    # -- statistics --------------------------------------------------------------------------------
+    @property
+    def stats(self) -> _stats.DatasetStats:
+        """Per-channel mean/std (images in [0, 1]) and class counts; computed once, then read from storage."""
+        if self._stats is None:
+            self._stats = self.source.stats()
+        return self._stats
+
+    # -- items -------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.latents)
+
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[Any, ...]]:
+        """Samples at ``indices``, reading the images of the whole batch at once (DataLoader calls this)."""
+        idx = self._positions(indices)
+        planar = self.image_format == "tensor"  # decode straight into [B, 3, H, W]
+        first = self._images(self.source.read(idx, channels_first=planar))
+        second_idx, z_tilde = idx, None
+        if self.pair_spec is None:
+            views: list[tuple[Any, ...]] = [(img,) for img in first]
+        elif self.pair_spec.mode == "da":
+            assert self._da is not None
+            views = [self._da(img) for img in first]
+        else:
+            if self.pair_spec.mode == "exact":
+                second = self.source.read(idx, f"pairs/{self.pair_spec.name}/images", planar)
+                z_tilde = self.source.pair_latents[self.pair_spec.name][idx]
+            else:
+                z_tilde = self.z_tilde(idx)
+                second_idx = self._neighbour_index().query(z_tilde, self.targets[idx], exclude=idx)
+                second = self.source.read(second_idx, channels_first=planar)
+            views = list(zip(first, self._images(second)))
+        targets = self._targets(idx, second_idx, z_tilde)
+        return [self._finish(v, t) for v, t in zip(views, targets)]
+
+    def _positions(self, indices: Sequence[int]) -> np.ndarray:
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        n = len(self)
+        if ((idx < -n) | (idx >= n)).any():
+            raise IndexError(f"index out of range for a dataset of {n} samples: {indices}")
+        return np.where(idx < 0, idx + n, idx)
+
+    def _images(self, batch: np.ndarray) -> list[Any]:
+        """A batch as B uint8 [3, H, W] ``tv_tensors.Image`` (from [B, 3, H, W]) or B PIL images (from [B, H, W, 3])."""
+        if self.image_format == "tensor":
+            from torchvision import tv_tensors
+
+            return [image.as_subclass(tv_tensors.Image) for image in torch.from_numpy(batch)]
+        from PIL import Image
+
+        return [Image.fromarray(image) for image in batch]
+
+    def _targets(self, idx: np.ndarray, idx2: np.ndarray, z_tilde: np.ndarray | None) -> list[Any]:
+        """The target of each sample: one value per ``target_type``, a tuple if several, None if none."""
+        columns: list[list[Any]] = []
+        for name in self.target_type:
+            if name in ("class", "index", "index2"):
+                values = self.targets[idx] if name == "class" else (idx if name == "index" else idx2)
+                columns.append(values.tolist())
+                continue
+            rows = {"latents": lambda: self.latents[idx], "scene": lambda: self._scene[idx],
+                    "latents2": lambda: self.latents[idx2], "scene2": lambda: self._scene[idx2],
+                    "z_tilde": lambda: np.asarray(z_tilde, dtype=np.float32)}[name]()
+            columns.append(list(torch.from_numpy(np.array(rows, dtype=np.float32))))
+        if not columns:
+            return [None] * len(idx)
+        return [row if len(row) > 1 else row[0] for row in map(tuple, zip(*columns))]
+
+    def _finish(self, views: tuple[Any, ...], target: Any) -> tuple[Any, ...]:
+        if self._joint:
+            assert self.transforms is not None
+            if len(views) == 1:
+                return self.transforms(views[0], target)
+            both, target = self.transforms(views, target)
+            return (*both, target)
+        if self.transform is not None:
+            views = tuple(self.transform(v) for v in views)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return (*views, target)
+
+    def _neighbour_index(self) -> NeighbourIndex:
+        if self._neighbours is None:  # a worker that received the dataset without the index
+            try:
+                self._neighbours = load_index(self._neighbours_path) if self._neighbours_path else None
+            except (OSError, ValueError, KeyError):
+                self._neighbours = None
+            if self._neighbours is None:
+                self._neighbours = NeighbourIndex.build(self.latents, self.targets)
+        return self._neighbours
+
+    # -- pickling (spawn workers) and repr ---------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if self._neighbours_path is not None:
+            state["_neighbours"] = None  # workers load it from the cache file
+        return state
+
+    def extra_repr(self) -> str:
+        lines = [f"Split: {self.split}", f"Source: {self.source.description}", f"Target type: {self.target_type}",
+                 f"Image format: {self.image_format}"]
+        if self.pair_spec is not None:
+            extra = f" (seed {self.seed}, epoch {self.epoch})" if self.pair_spec.mode == "nearest" else ""
+            lines.append(f"Pairs: {self.pair_spec}{extra}")
+            if self._da is not None:
+                lines.append(f"Pair augmentation: {self._da!r}")
+        return "\n".join(lines)
+
+
+# -- sources ---------------------------------------------------------------------------------------
+def open_source(root: Path, split: str, in_memory: bool) -> H5Source | PNGSource:
+    """The data behind ``root`` for ``split``: an HDF5 file or an original-layout folder, detected."""
+    if not isinstance(split, str) or not split:
+        raise ConfigError(f"split must be a name such as 'train' or 'test', got {split!r}")
+    if root.is_file():
+        return H5Source(root, in_memory)
+    if not root.exists():
+        raise DatasetFileError(f"{root}: no such file or folder; pass an HDF5 dataset file, a folder with "
+                               f"{split}.h5, or an original-layout folder")
+    for suffix in H5_SUFFIXES:
+        if (root / f"{split}{suffix}").is_file():
+            return H5Source(root / f"{split}{suffix}", in_memory)
+    folder = find_split(root, split)
+    if folder is not None:
+        return PNGSource(OriginalSplit.open(folder), in_memory)
+    others = sorted({p.stem for s in H5_SUFFIXES for p in root.glob(f"*{s}")} |
+                    {p.name.removesuffix("set") for p in root.iterdir() if p.is_dir() and find_split(root, p.name)})
+    if others:
+        raise DatasetFileError(f"{root} has no split {split!r} (found: {', '.join(others)}); pass split= one of those")
+    raise DatasetFileError(f"{root} holds no Causal3DIdent data; expected an HDF5 file, a folder with {split}.h5, "
+                           f"or {EXPECTED.format(split=split)}")
+
+
+class H5Source:
+    """Images and latents of one HDF5 dataset file; the file handle is opened lazily in each process."""
+
+    kind = "hdf5"
+
+    def __init__(self, path: Path, in_memory: bool) -> None:
+        self.path = path
+        with store.open_dataset(path) as f:
+            n = int(f.attrs["num_samples"])
+            if "images" not in f:
+                raise DatasetFileError(f"{path} has latents but no images; render them first ('c3di render'), "
+                                       f"or read latents alone with causal3dident.store.read_latents")
+            rendered = int(f.attrs.get("num_rendered", f["images"].shape[0]))
+            if rendered < n:
+                raise DatasetFileError(f"{path}: only {rendered} of {n} images are rendered; resume the render job")
+            self.latents = f["latents"][...]
+            self.classes = f["classes"][...]
+            self.image_shape = tuple(f["images"].shape[1:])
+            self.seed = int(f.attrs["seed"])
+            self.pair_latents = {name: f["pairs"][name]["latents"][...] for name in store.pair_names(f)}
+            self.rendered_pairs = [name for name in store.pair_names(f) if "images" in f["pairs"][name]]
+            self._memory = {"images": f["images"][...]} if in_memory else None
+            if self._memory is not None:
+                self._memory.update({f"pairs/{name}/images": f["pairs"][name]["images"][...]
+                                     for name in self.rendered_pairs})
+        self.description = f"HDF5 file {path}" + (" (in memory)" if in_memory else "")
+        self.cache_anchor = path
+        self._file: h5py.File | None = None
+        self._fd = -1
+        self._pid = -1
+        self._chunks: dict[str, RawChunks | None] = {}
+
+    def require_pairs(self, name: str) -> None:
+        """Fail now, not in a worker, if the file lacks rendered pair images for LT ``name``."""
+        if name in self.rendered_pairs:
+            return
+        if name in self.pair_latents:
+            raise DatasetFileError(f"{self.path} has the z~ latents of '{name}' pairs but not their images; "
+                                   f"render them, or use pairs='nearest:{name}' (the paper's method)")
+        have = ", ".join(self.rendered_pairs) or "none"
+        raise DatasetFileError(f"{self.path} has no rendered '{name}' pairs (rendered pairs: {have}); use "
+                               f"pairs='nearest:{name}' (the paper's method) or make a file with --pairs {name}")
+
+    def prepare(self, dataset: str) -> RawChunks | None:
+        """Locate the chunks of ``dataset`` once (in the main process, so workers inherit the table)."""
+        if self._memory is None and dataset not in self._chunks:
+            self._chunks[dataset] = RawChunks.locate(self._h5()[dataset])
+        return self._chunks.get(dataset)
+
+    def read(self, indices: np.ndarray, dataset: str = "images", channels_first: bool = False) -> np.ndarray:
+        """uint8 images at ``indices`` (any order, repeats allowed): [B, H, W, 3], or [B, 3, H, W]."""
+        if self._memory is not None:
+            return planar(self._memory[dataset][indices], channels_first)
+        chunks = self.prepare(dataset)
+        if chunks is not None:
+            self._h5()
+            return chunks.read(self._fd, indices, channels_first)
+        ds = self._h5()[dataset]
+        out = np.empty((len(indices), *ds.shape[1:]), dtype=ds.dtype)
+        for k, i in enumerate(indices):  # one read per image: h5py's fancy indexing is far slower
+            out[k] = ds[int(i)]
+        return planar(out, channels_first)
+
+    def read_range(self, lo: int, hi: int) -> np.ndarray:
+        return self._memory["images"][lo:hi] if self._memory is not None else self._h5()["images"][lo:hi]
+
+    def _h5(self) -> h5py.File:
+        if self._file is None or self._pid != os.getpid():
+            self._file = h5py.File(self.path, "r")  # checked at construction; reopened in each worker
+            self._fd = os.open(self.path, os.O_RDONLY)
+            self._pid = os.getpid()
+        return self._file
+
+    def close(self) -> None:
+        if self._file is not None and self._pid == os.getpid():
+            self._file.close()
+            os.close(self._fd)
+        self._file, self._fd = None, -1
+
+    def stats(self) -> _stats.DatasetStats:
+        """Stats from the file or its sidecar; else computed, then stored in the file (or a sidecar)."""
+        key = _stats_key(self)
+        found = _stats.read_h5(self.path, key) or _stats.read_sidecar(self.path, key)
+        if found is not None:
+            return found
+        result = _stats.compute(self.read_range, len(self.latents), self.classes)
+        self.close()  # HDF5 refuses to open a file for writing that this process has open for reading
+        if not _stats.write_h5(self.path, result, key):
+            _stats.write_sidecar(self.path, result, key)
+        return result
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_file": None, "_fd": -1, "_pid": -1}
+
+
+@dataclass(frozen=True)
+class RawChunks:
+    """Where each image's compressed bytes lie in the file, so a read is one ``pread`` and one inflate.
+
+    Applies to the layout ``store.create_image_dataset`` writes: one image per chunk, deflate (gzip) or
+    no filter, every chunk written. Reading the bytes directly skips HDF5's per-read machinery, which
+    costs more than inflating a small image; inflating uses libdeflate (the ``deflate`` package, about
+    twice as fast as zlib) when installed, else zlib. The file stays a plain gzip-compressed HDF5 file.
+    """
+
+    table: np.ndarray  # [N, 3] int64: byte offset, size, filter mask (bit 0: deflate skipped)
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    deflated: bool
+
+    @classmethod
+    def locate(cls, ds: h5py.Dataset) -> RawChunks | None:
+        """The chunk table of ``ds``, or None if its layout is another (then h5py reads it)."""
+        plist = ds.id.get_create_plist()
+        filters = [plist.get_filter(j)[0] for j in range(plist.get_nfilters())]
+        if ds.chunks != (1, *ds.shape[1:]) or filters not in ([], [h5py.h5z.FILTER_DEFLATE]):
+            return None
+        table = np.full((ds.shape[0], 3), -1, dtype=np.int64)
+
+        def visit(info: Any) -> None:
+            table[info.chunk_offset[0]] = (info.byte_offset, info.size, info.filter_mask)
+
+        try:
+            ds.id.chunk_iter(visit)
+        except (AttributeError, NotImplementedError, RuntimeError):  # HDF5 older than 1.14: no chunk_iter
+            return None
+        if (table[:, 0] < 0).any():
+            return None  # unwritten chunks: h5py returns their fill value
+        return cls(table, tuple(ds.shape[1:]), ds.dtype, bool(filters))
+
+    def read(self, fd: int, indices: np.ndarray, channels_first: bool = False) -> np.ndarray:
+        """Images [B, H, W, C], or [B, C, H, W] transposed while copying out of the inflated bytes."""
+        height, width, channels = self.shape
+        out = np.empty((len(indices), *((channels, height, width) if channels_first else self.shape)), self.dtype)
+        inflate = inflater(height * width * channels * self.dtype.itemsize) if self.deflated else None
+        for k, (offset, size, mask) in enumerate(self.table[indices].tolist()):
+            raw = os.pread(fd, size, offset)
+            image = np.frombuffer(inflate(raw) if inflate and not mask & 1 else raw, self.dtype).reshape(self.shape)
+            out[k] = image.transpose(2, 0, 1) if channels_first else image
+        return out
+
+
+def inflater(size: int) -> Callable[[bytes], bytes | bytearray]:
+    """A function inflating a zlib stream of ``size`` bytes: libdeflate's if installed, else zlib's."""
+    try:
+        import deflate
+    except ImportError:
+        return zlib.decompress
+
+    def inflate(raw: bytes) -> bytearray:
+        return deflate.zlib_decompress(raw, size)
+
+    return inflate
+
+
+class PNGSource:
+    """Images and latents of an original-layout split folder, one PNG decoded per image."""
+
+    kind = "png"
+
+    def __init__(self, split: OriginalSplit, in_memory: bool) -> None:
+        self.split = split
+        self.path = split.folder
+        self.latents = split.latents
+        self.classes = split.classes
+        self.image_shape = (*split.image_size(), 3)
+        self.seed = 0
+        self.pair_latents: dict[str, np.ndarray] = {}
+        self.rendered_pairs: list[str] = []
+        self.description = f"original {split.layout} layout {split.folder}"
+        self.cache_anchor = split.folder / "raw_latents"
+        self._memory = split.read(range(len(self.latents))) if in_memory else None
+
+    def prepare(self, dataset: str) -> None:
+        """Nothing to locate: every image is its own file."""
+
+    def close(self) -> None:
+        """No handles are kept open."""
+
+    def require_pairs(self, name: str) -> None:
+        raise DatasetFileError(f"{self.path}: the original layout has no rendered pairs; use pairs='nearest:{name}' "
+                               f"(the paper's method)")
+
+    def read(self, indices: np.ndarray, dataset: str = "images", channels_first: bool = False) -> np.ndarray:
+        return planar(self._memory[indices] if self._memory is not None else self.split.read(indices), channels_first)
+
+    def read_range(self, lo: int, hi: int) -> np.ndarray:
+        return self.read(np.arange(lo, hi))
+
+    def stats(self) -> _stats.DatasetStats:
+        """Stats from the sidecar JSON next to the folder's latents; else computed and stored there."""
+        key = _stats_key(self)
+        found = _stats.read_sidecar(self.cache_anchor, key)
+        if found is not None:
+            return found
+        result = _stats.compute(self.read_range, len(self.latents), self.classes)
+        _stats.write_sidecar(self.cache_anchor, result, key)
+        return result
+
+
+def planar(batch: np.ndarray, channels_first: bool) -> np.ndarray:
+    """[B, H, W, C] as is, or as a contiguous [B, C, H, W] (numpy transposes faster than torch)."""
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2)) if channels_first else batch
+
+
+def _stats_key(source: H5Source | PNGSource) -> dict[str, Any]:
+    return {"digest": pool_digest(source.latents, source.classes), "num_images": len(source.latents),
+            "image_shape": list(source.image_shape)}
