@@ -110,6 +110,8 @@ def merge_files(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[
                 if key not in ("complete", "shard"):
                     dst.attrs[key] = value
             dst.attrs["num_samples"] = sum(int(f.attrs["num_samples"]) for f in files)
+            if "num_rendered" in first.attrs:
+                dst.attrs["num_rendered"] = sum(int(f.attrs.get("num_rendered", 0)) for f in files)
             for name in _dataset_names(first):
                 _concat(dst, [f[name] for f in files], name, block)
             for name in _group_names(first):

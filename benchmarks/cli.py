@@ -1,0 +1,152 @@
+"""``c3di bench``: run one setting, sweep a tier, build the leaderboard, list settings and tiers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+# Spinning OpenMP threads collapse torch's CPU throughput (up to 10x measured) when other processes
+# share the cores; passive waiting costs a few percent on an idle machine. Must precede importing torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import click
+
+SETTINGS_OPTION = click.option("--settings", "settings_files", multiple=True, type=click.Path(path_type=Path),
+                               help="Extra settings YAML file (same form as benchmarks/settings.yaml). Repeatable.")
+SET_OPTION = click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+                          help="Override a tier value, e.g. train.steps=100. Repeatable; recorded in run.json.")
+DEVICE_OPTION = click.option("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N.")
+
+
+@click.group()
+def bench() -> None:
+    """Benchmark: train self-supervised encoders on the paper's settings, probe them, compare with Table 1."""
+
+
+@bench.command()
+@click.option("--setting", required=True, help="Setting id (see 'c3di bench settings').")
+@click.option("--tier", default="mini", help="smoke, mini or paper (see 'c3di bench tiers').")
+@click.option("--seed", type=int, default=0, help="Run seed (initialisation, batches, augmentations, probe split).")
+@click.option("--method", default=None,
+              help="simclr (default), barlowtwins, or module:function / file.py:function returning a Method. "
+                   "With --encoder: the name its rows get.")
+@click.option("--encoder", default=None,
+              help="Evaluate an already-trained encoder instead of training: module:function returning an "
+                   "nn.Module, or a checkpoint.pt of an earlier run.")
+@click.option("--data", required=True, type=click.Path(path_type=Path),
+              help="A dataset .h5 file (its last eval.samples rows are held out) or a folder with train.h5 "
+                   "and test.h5.")
+@click.option("--out", default="runs", show_default=True, type=click.Path(path_type=Path), help="Runs folder.")
+@SETTINGS_OPTION
+@SET_OPTION
+@DEVICE_OPTION
+def run(setting: str, tier: str, seed: int, method: str | None, encoder: str | None, data: Path, out: Path,
+        settings_files: tuple[Path, ...], overrides: tuple[str, ...], device: str) -> None:
+    """Train and evaluate one setting; write OUT/<tier>/<method>/<setting>/seed<S>/results.csv."""
+    from .runner import run_benchmark
+    from .settings import get_setting, load_settings
+    from .tiers import load_tier
+
+    the_setting = get_setting(setting, load_settings(settings_files))
+    the_tier = load_tier(tier, overrides)
+    path = run_benchmark(the_setting, the_tier, seed, data, out, method=method, encoder=encoder, device=device,
+                         on_step=_progress(the_tier.train.log_every), echo=click.echo)
+    click.echo(f"wrote {path / 'results.csv'}")
+    _print_summary(path)
+
+
+@bench.command()
+@click.option("--tier", default="mini", help="smoke, mini or paper.")
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset file or folder (as for run).")
+@click.option("--out", default="runs", show_default=True, type=click.Path(path_type=Path), help="Runs folder.")
+@click.option("--method", default="simclr", show_default=True, help="Method, as for run.")
+@click.option("--setting", "setting_ids", multiple=True,
+              help="Settings to run (repeatable); default: the 12 of Table 1; 'all' for every known setting.")
+@click.option("--seeds", default=None, help="Comma-separated seeds; default: the tier's.")
+@SETTINGS_OPTION
+@SET_OPTION
+@DEVICE_OPTION
+def sweep(tier: str, data: Path, out: Path, method: str, setting_ids: tuple[str, ...], seeds: str | None,
+          settings_files: tuple[Path, ...], overrides: tuple[str, ...], device: str) -> None:
+    """Run every setting x seed of a tier, skipping finished runs and resuming interrupted ones."""
+    from .methods import resolve_method
+    from .runner import is_finished, run_benchmark, run_dir
+    from .settings import get_setting, load_settings, table1_ids
+    from .tiers import load_tier
+
+    settings = load_settings(settings_files)
+    ids = list(settings) if "all" in setting_ids else list(setting_ids) or table1_ids(settings)
+    the_tier = load_tier(tier, overrides)
+    seed_list = [int(s) for s in seeds.split(",")] if seeds else list(the_tier.seeds)
+    name = resolve_method(method, the_tier).name
+    jobs = [(get_setting(i, settings), s) for i in ids for s in seed_list]
+    for k, (setting, seed) in enumerate(jobs, 1):
+        if is_finished(run_dir(out, the_tier.name, name, setting.id, seed)):
+            click.echo(f"[{k}/{len(jobs)}] {setting.id} seed {seed}: finished, skipped")
+            continue
+        click.echo(f"[{k}/{len(jobs)}] {setting.id} seed {seed}")
+        run_benchmark(setting, the_tier, seed, data, out, method=method, device=device,
+                      on_step=_progress(the_tier.train.log_every), echo=click.echo)
+
+
+@bench.command()
+@click.argument("dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", default="benchmarks/LEADERBOARD.md", show_default=True, type=click.Path(path_type=Path),
+              help="Markdown file; heatmaps are written beside it.")
+@click.option("--layer", type=click.Choice(["final", "hidden"]), default="final", show_default=True)
+@click.option("--probe", type=click.Choice(["kernel_ridge", "linear"]), default="kernel_ridge", show_default=True,
+              help="Regression probe for the latents (class accuracy is always logistic regression).")
+def leaderboard(dirs: tuple[Path, ...], out: Path, layer: str, probe: str) -> None:
+    """Tabulate all results under DIRS beside the paper's Table 1, with Spearman's rho and a heatmap."""
+    from .leaderboard import write_leaderboard
+
+    path, pictures = write_leaderboard(dirs, out, layer, probe)
+    click.echo(f"wrote {path}" + "".join(f", {p}" for p in pictures))
+
+
+@bench.command("settings")
+@SETTINGS_OPTION
+def settings_command(settings_files: tuple[Path, ...]) -> None:
+    """List the known settings: id, table, how views are made, content and style."""
+    from .settings import load_settings
+
+    for s in load_settings(settings_files).values():
+        views = " + ".join(s.augment) if s.augment else ""
+        if s.lt:
+            views = (views + " + " if views else "") + f"LT {s.lt} ({s.lt_pairs})"
+        click.echo(f"{s.id:32s} table {s.table:4s} {views:40s} style: {', '.join(s.style)}")
+
+
+@bench.command("tiers")
+def tiers_command() -> None:
+    """List the tiers with their main numbers."""
+    from .tiers import load_tier, tier_names
+
+    for name in tier_names():
+        t = load_tier(name)
+        flag = " [provisional]" if t.provisional else ""
+        click.echo(f"{name}{flag}: {t.resolution} px, {t.model.encoder}, batch {t.train.batch_size}, "
+                   f"{t.train.steps} steps, lr {t.train.lr}, temperature {t.train.temperature}, "
+                   f"seeds {list(t.seeds)}; {t.description}")
+
+
+def _progress(every: int) -> Callable[[int, float], None]:
+    """A step callback printing the loss every ``every`` steps."""
+
+    def report(step: int, loss: float) -> None:
+        if step % every == 0:
+            click.echo(f"  step {step}: loss {loss:.4f}")
+
+    return report
+
+
+def _print_summary(path: Path) -> None:
+    """The run's final-layer scores on one line per probe."""
+    import csv
+
+    with (path / "results.csv").open(newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["layer"] == "final"]
+    for probe in ("logistic", "kernel_ridge", "linear"):
+        part = [f"{r['factor']} {float(r['value']):.2f}" for r in rows if r["probe"] == probe]
+        click.echo(f"  final / {probe}: " + ", ".join(part))

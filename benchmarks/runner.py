@@ -1,0 +1,153 @@
+"""One benchmark run end to end (data -> train or load encoder -> evaluate -> results rows) and sweeps.
+
+A run lives in ``OUT/<tier>/<method>/<setting>/seed<S>/``: ``run.json`` (config, seed, dataset
+hash, versions, timings, probe choices), ``checkpoint.pt``, ``train_log.csv`` and ``results.csv``
+(the rows). A run with ``results.csv`` is finished; one with only a checkpoint resumes.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import platform
+import re
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from causal3dident.errors import ConfigError
+from causal3dident.store import package_version, utc_now
+
+from .data import load_data
+from .evaluate import embed, evaluate
+from .methods import load_object, resolve_method
+from .settings import Setting
+from .tiers import Tier, tier_from_dict
+from .train import CHECKPOINT, StepCallback, Trainer
+
+RESULTS = "results.csv"
+RECORD = "run.json"
+COLUMNS = ("method", "setting", "tier", "seed", "layer", "probe", "factor", "metric", "value")
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """'auto' -> CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available here; use --device cpu or auto")
+    return torch.device(name)
+
+
+def run_dir(out: str | os.PathLike[str], tier: str, method: str, setting: str, seed: int) -> Path:
+    return Path(out) / tier / method / setting / f"seed{seed}"
+
+
+def is_finished(path: Path) -> bool:
+    return (path / RESULTS).is_file()
+
+
+def run_benchmark(setting: Setting, tier: Tier, seed: int, data: str | os.PathLike[str], out: str | os.PathLike[str],
+                  method: str | None = None, encoder: str | None = None, device: str = "auto",
+                  on_step: StepCallback | None = None, echo: Callable[[str], None] = lambda s: None) -> Path:
+    """Train ``method`` (default simclr) or load ``encoder``, evaluate, write the run folder; returns it.
+
+    With ``encoder``, ``method`` only names the rows. An interrupted run resumes from its checkpoint.
+    """
+    dev = pick_device(device)
+    torch.manual_seed(seed)
+    method_obj = resolve_method(method or "simclr", tier) if encoder is None else None
+    name = method_obj.name if method_obj is not None else (method or _encoder_name(encoder or ""))
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise ConfigError(f"method name {name!r} must be letters, digits, '_', '.' or '-' (it names the rows and a "
+                          f"folder); with --encoder, pass --method NAME")
+    data_ = load_data(data, setting, tier, seed, train=encoder is None)
+    path = run_dir(out, tier.name, name, setting.id, seed)
+    path.mkdir(parents=True, exist_ok=True)
+    record: dict[str, Any] = {
+        "method": name, "method_spec": method or "simclr", "encoder": encoder, "setting": setting.to_dict(),
+        "tier": tier.to_dict(), "seed": seed, "dataset": data_.info, "package_version": package_version(),
+        "torch_version": torch.__version__, "python": platform.python_version(), "device": str(dev),
+        "mixed_precision": "bf16" if dev.type == "cuda" else None, "channels_last": True,
+        "started": utc_now(),
+    }
+    started = time.perf_counter()
+    if method_obj is not None:
+        model = method_obj.build_encoder(tier)
+        trainer = Trainer(method_obj, model, setting, tier, data_, seed, dev, _fingerprint(record))
+        _write_record(path, record)
+        echo(f"{path}: training {name} on {setting.id} ({tier.train.steps} steps, {len(data_.train)} anchors)")
+        record["train"] = trainer.train(path, on_step)
+        model = trainer.model
+    else:
+        model = load_encoder(encoder or "", tier, dev)
+    echo(f"{path}: evaluating on {len(data_.held_out)} held-out samples")
+    features = embed(model, data_.held_out.images, tier.eval.batch_size, dev)
+    rows, details = evaluate(features, data_.held_out.latents, data_.held_out.classes, tier.eval, seed)
+    record["eval"] = details
+    record["finished"] = utc_now()
+    record["seconds"] = round(time.perf_counter() - started, 1)
+    _write_record(path, record)
+    write_results(path / RESULTS, [{"method": name, "setting": setting.id, "tier": tier.name, "seed": seed,
+                                    "layer": r.layer, "probe": r.probe, "factor": r.factor, "metric": r.metric,
+                                    "value": f"{r.value:.6f}"} for r in rows])
+    return path
+
+
+def _fingerprint(record: dict[str, Any]) -> str:
+    """What a checkpoint must match to be resumed: method, setting, tier, seed and data."""
+    keys = ("method_spec", "setting", "tier", "seed")
+    ident = {k: record[k] for k in keys} | {"data": record["dataset"]["sha256"]}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _write_record(path: Path, record: dict[str, Any]) -> None:
+    tmp = path / f".{RECORD}.tmp"
+    tmp.write_text(json.dumps(record, indent=2, default=str))
+    os.replace(tmp, path / RECORD)
+
+
+def write_results(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """The rows as CSV, written atomically (its presence marks the run finished)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+# -- already-trained encoders ----------------------------------------------------------------------
+def _encoder_name(encoder: str) -> str:
+    """Default method column for a plugged-in encoder: the checkpoint's method, or the function's name."""
+    record = Path(encoder).parent / RECORD
+    if encoder.endswith(".pt") and record.is_file():
+        return str(json.loads(record.read_text())["method"])
+    return encoder.rpartition(":")[2]
+
+
+def load_encoder(spec: str, tier: Tier, device: torch.device) -> nn.Module:
+    """An already-trained encoder: ``module:function`` (``function(tier)`` -> nn.Module) or a checkpoint.pt
+    written by this harness (rebuilt from the ``run.json`` beside it, weights loaded with weights_only)."""
+    if spec.endswith(".pt"):
+        ckpt = Path(spec)
+        record_path = ckpt.parent / RECORD
+        if not ckpt.is_file() or not record_path.is_file():
+            raise ConfigError(f"--encoder {spec}: need a {CHECKPOINT} with its {RECORD} beside it (a run folder of "
+                              f"this harness); for other encoders pass module:function")
+        record = json.loads(record_path.read_text())
+        run_tier = tier_from_dict(record["tier"]["name"], record["tier"])
+        model = resolve_method(record["method_spec"], run_tier).build_encoder(run_tier)
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        return model.to(device, memory_format=torch.channels_last)
+    model = load_object(spec, "--encoder")(tier)
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"--encoder {spec}: the function must return a torch.nn.Module, got {type(model).__name__}")
+    return model.to(device, memory_format=torch.channels_last)

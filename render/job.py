@@ -1,0 +1,269 @@
+"""Render jobs: latents in, a complete dataset file out; sharded, resumable, deterministic.
+
+A job renders the anchors (``/images``) and the transformed view of every anchor for each pair
+(``/pairs/<name>/images``). Work goes to ``<out>.parts/``: a ``job.json`` that must match when the
+job resumes, and one small chunk file per ``chunk_size`` samples, each written atomically, so a job
+killed at any moment resumes where it stopped. When every chunk exists, the dataset file is
+assembled atomically and the work folder removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, DatasetFileError
+from ..generate import build_config, latents_for_config, shard_range, transformations_from_config
+from ..store import (atomic_h5, check_output, create_image_dataset, open_dataset, pair_names, read_config,
+                     write_core, write_pair_latents)
+from . import assets as assets_mod
+from .config import RenderConfig
+from .devices import DeviceSpec
+from .worker import Task, WorkerPool, WorkerSpec, read_chunk
+
+JOB_FORMAT = "causal3dident-render-job"
+JOB_VERSION = 1
+DEFAULT_CHUNK_SIZE = 16
+ANCHORS = "images"
+
+
+@dataclass
+class JobInput:
+    """The latents a job renders, and what its output file records about them."""
+
+    latents: np.ndarray
+    classes: np.ndarray
+    indices: np.ndarray
+    config: dict[str, Any]
+    seed: int
+    pairs: dict[str, tuple[np.ndarray, dict[str, Any]]] = field(default_factory=dict)
+    shard: dict[str, int] | None = None
+
+    @property
+    def streams(self) -> dict[str, np.ndarray]:
+        """Dataset path -> latents to render: the anchors, then each pair's transformed views."""
+        out = {ANCHORS: self.latents}
+        out.update({f"pairs/{name}/images": z for name, (z, _) in sorted(self.pairs.items())})
+        return out
+
+    def fingerprint(self) -> str:
+        """SHA-256 of everything that decides the images (latents, classes, indices, pair latents)."""
+        digest = hashlib.sha256()
+        for array in (self.latents, self.classes, self.indices):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        for name, z in self.streams.items():
+            digest.update(name.encode())
+            digest.update(np.ascontiguousarray(z, dtype=np.float32).tobytes())
+        return digest.hexdigest()
+
+
+def sampled_input(preset: str, n: int, seed: int, *, pairs: str | None = None, interventions: Sequence[str] = (),
+                  shard: int | None = None, num_shards: int | None = None) -> JobInput:
+    """Latents drawn from an SCM preset, exactly as ``c3di latents`` draws them."""
+    config = build_config(preset, n, interventions=interventions, pairs=pairs)
+    start, stop = shard_range(n, shard, num_shards)
+    data = latents_for_config(config, seed, start, stop - start)
+    lts = {lt.name: lt.to_dict() for lt in transformations_from_config(config)}
+    return JobInput(latents=data["latents"], classes=data["classes"], indices=data["indices"], config=config,
+                    seed=seed, pairs={name: (data["pairs"][name], lts[name]) for name in lts},
+                    shard=None if num_shards is None else
+                    {"index": shard, "count": num_shards, "start": start, "stop": stop})
+
+
+def file_input(path: str | os.PathLike[str], *, pairs: str | None = None, shard: int | None = None,
+               num_shards: int | None = None) -> JobInput:
+    """Latents (and pair latents) of an existing dataset file; ``pairs`` picks some of its pairs."""
+    with open_dataset(path) as f:
+        names = pair_names(f)
+        wanted = names if pairs is None else [p.strip() for p in pairs.split(",") if p.strip()]
+        missing = sorted(set(wanted) - set(names))
+        if missing:
+            raise ConfigError(f"{path} has no pairs {', '.join(missing)} (it has: {', '.join(names) or 'none'}); "
+                              f"sample new latents with --preset/--n to add transformations")
+        start, stop = shard_range(len(f["latents"]), shard, num_shards)
+        rows = slice(start, stop)
+        index = f["index"][rows]
+        pair_data = {name: (f["pairs"][name]["latents"][rows],
+                            json.loads(f["pairs"][name].attrs["transformation"])) for name in wanted}
+        own_shard = json.loads(f.attrs["shard"]) if "shard" in f.attrs else None
+        inp = JobInput(latents=f["latents"][rows], classes=f["classes"][rows], indices=index,
+                       config=read_config(f), seed=int(f.attrs["seed"]), pairs=pair_data, shard=own_shard)
+    if num_shards is not None:
+        first = int(index[0]) if len(index) else 0
+        inp.shard = {"index": shard, "count": num_shards, "start": first, "stop": first + len(index)}
+    return inp
+
+
+def output_path(out: str | os.PathLike[str], shard: int | None, num_shards: int | None) -> Path:
+    """``--out`` as a file: a name ending in .h5 is used as is, anything else is a folder to write into."""
+    out = Path(out)
+    if out.suffix in (".h5", ".hdf5"):
+        return out
+    name = "causal3dident.h5" if num_shards is None else f"causal3dident-shard{shard:05d}-of-{num_shards:05d}.h5"
+    return out / name
+
+
+@dataclass
+class JobResult:
+    """What a finished job did (for the summary line)."""
+
+    path: Path
+    rendered: int
+    total: int
+    seconds: float
+    workers: int
+    device: str
+
+
+def run_job(inp: JobInput, out: Path, config: RenderConfig, devices: Sequence[DeviceSpec], *,
+            workers: int | None = None, assets: str | os.PathLike[str] | None = None,
+            chunk_size: int = DEFAULT_CHUNK_SIZE, overwrite: bool = False, progress: bool = True) -> JobResult:
+    """Render every image of ``inp`` into the dataset file ``out``, resuming earlier work on it."""
+    if chunk_size < 1:
+        raise ConfigError(f"--chunk-size must be >= 1, got {chunk_size}")
+    meshes = assets_mod.resolve(assets, progress=progress)
+    settings = render_settings(config, devices, meshes)
+    parts = Path(out).with_name(Path(out).name + ".parts")
+    manifest = {"format": JOB_FORMAT, "version": JOB_VERSION, "latents_sha256": inp.fingerprint(),
+                "num_samples": len(inp.latents), "streams": list(inp.streams), "chunk_size": chunk_size,
+                "render_settings": settings, "seed": inp.seed}
+    if Path(out).is_file() and _is_job_folder(parts, manifest):
+        shutil.rmtree(parts)  # killed between the final rename and the clean-up: nothing left to do
+        return JobResult(Path(out), 0, len(inp.latents) * len(inp.streams), 0.0, 0, devices[0].kind)
+    out = check_output(out, overwrite)
+    _open_work_folder(parts, manifest, overwrite)
+    n = len(inp.latents)
+    chunks = [(c, c * chunk_size, min(n, (c + 1) * chunk_size)) for c in range((n + chunk_size - 1) // chunk_size)]
+    todo = [Task(key=c, classes=inp.classes[a:b], streams={k: z[a:b] for k, z in inp.streams.items()},
+                 path=str(_chunk_path(parts, c))) for c, a, b in chunks if not _chunk_path(parts, c).exists()]
+    images = sum(t.num_images for t in todo)
+    specs = worker_specs(config, devices, meshes, workers, log_dir=parts / "logs")
+    start = time.monotonic()
+    if todo:
+        from tqdm import tqdm
+
+        done_before = n * len(inp.streams) - images
+        with tqdm(total=n * len(inp.streams), initial=done_before, unit="img", desc=f"rendering {out.name}",
+                  disable=not progress, smoothing=0.1, dynamic_ncols=True) as bar:
+            WorkerPool(specs[:len(todo)]).run(todo, on_image=lambda: bar.update(1), on_done=lambda task, _: None)
+    seconds = time.monotonic() - start
+    _assemble(inp, out, parts, [c for c, _, _ in chunks], chunk_size, settings, overwrite)
+    shutil.rmtree(parts)
+    return JobResult(out, images, n * len(inp.streams), seconds, min(len(specs), len(todo)), devices[0].kind)
+
+
+def render_settings(config: RenderConfig, devices: Sequence[DeviceSpec],
+                    meshes: Sequence[assets_mod.MeshAsset]) -> dict[str, Any]:
+    """The ``render_settings`` attribute: scene and sampler settings, device backend, mesh hashes."""
+    return {**config.to_dict(), "device": devices[0].kind, "meshes": assets_mod.describe(meshes)}
+
+
+def blender_version() -> str:
+    """bpy's version, read from the package metadata (the CLI process never imports bpy)."""
+    try:
+        return metadata.version("bpy")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def worker_specs(config: RenderConfig, devices: Sequence[DeviceSpec], meshes: Sequence[assets_mod.MeshAsset],
+                 workers: int | None, log_dir: Path | None = None) -> list[WorkerSpec]:
+    """One worker per GPU, or ``workers`` CPU workers sharing the cores."""
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+
+    def log(i: int) -> str | None:
+        return None if log_dir is None else str(log_dir / f"worker-{i}.log")
+
+    if devices[0].kind != "CPU":
+        count = len(devices) if workers is None else max(1, min(workers, len(devices)))
+        return [WorkerSpec(config, tuple(meshes), devices[i], log_path=log(i)) for i in range(count)]
+    cores = os.cpu_count() or 1
+    count = 1 if workers is None else workers
+    if count < 1:
+        raise ConfigError(f"--workers must be >= 1, got {count}")
+    threads = max(1, cores // count)
+    return [WorkerSpec(config, tuple(meshes), devices[0], threads=threads, log_path=log(i)) for i in range(count)]
+
+
+def _chunk_path(parts: Path, chunk: int) -> Path:
+    return parts / f"chunk-{chunk:07d}.npz"
+
+
+def _read_job(parts: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((parts / "job.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _is_job_folder(parts: Path, manifest: Mapping[str, Any]) -> bool:
+    return _read_job(parts) == json.loads(json.dumps(manifest))
+
+
+def _open_work_folder(parts: Path, manifest: Mapping[str, Any], overwrite: bool) -> None:
+    """Create the work folder, or check that the one there belongs to this very job."""
+    job_file = parts / "job.json"
+    if job_file.exists():
+        existing = _read_job(parts) or {}
+        if not _is_job_folder(parts, manifest):
+            if not overwrite:
+                differ = sorted(k for k in set(manifest) | set(existing) if existing.get(k) != manifest.get(k))
+                raise ConfigError(f"{parts} holds an unfinished render job with other settings "
+                                  f"(differs in: {', '.join(differ)}); rerun that job's exact command to finish "
+                                  f"it, or pass --overwrite (or delete the folder) to start over")
+            shutil.rmtree(parts)
+    elif parts.exists() and any(parts.iterdir()):
+        if not overwrite:
+            raise ConfigError(f"{parts} exists but holds no job.json; delete it or pass --overwrite")
+        shutil.rmtree(parts)
+    parts.mkdir(parents=True, exist_ok=True)
+    for stale in parts.glob(".chunk-*.tmp-*"):
+        stale.unlink()
+    if not job_file.exists():
+        tmp = job_file.with_name(".job.json.tmp")
+        tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        os.replace(tmp, job_file)
+
+
+def _assemble(inp: JobInput, out: Path, parts: Path, chunk_ids: Sequence[int], chunk_size: int,
+              settings: Mapping[str, Any], overwrite: bool) -> None:
+    """Write the dataset file from the chunk files (atomically: a temporary name, then a rename)."""
+    n, res = len(inp.latents), int(settings["resolution"])
+    streams = list(inp.streams)
+    with atomic_h5(out, overwrite) as f:
+        write_core(f, latents=inp.latents, classes=inp.classes, indices=inp.indices, config=inp.config,
+                   seed=inp.seed)
+        if inp.shard is not None:
+            f.attrs["shard"] = json.dumps(inp.shard)
+        for name, (z, transformation) in sorted(inp.pairs.items()):
+            write_pair_latents(f, name, z, transformation)
+        targets = {name: create_image_dataset(f.require_group(os.path.dirname(name)) if "/" in name else f,
+                                              os.path.basename(name), n, res, res) for name in streams}
+        for c in chunk_ids:
+            path = _chunk_path(parts, c)
+            try:
+                chunk = read_chunk(path, streams)
+            except (OSError, KeyError, ValueError) as exc:
+                raise DatasetFileError(f"chunk {path} is unreadable ({exc}); delete it and rerun the same "
+                                       f"command to render it again") from None
+            a = c * chunk_size
+            for name in streams:
+                block = chunk[name]
+                if block.shape != (min(chunk_size, n - a), res, res, 3):
+                    raise DatasetFileError(f"chunk {path} holds {name} of shape {block.shape}; delete it and "
+                                           f"rerun the same command")
+                targets[name][a:a + len(block)] = block
+        f.attrs["blender_version"] = blender_version()
+        f.attrs["render_settings"] = json.dumps(dict(settings), sort_keys=True)
+        f.attrs["num_rendered"] = n

@@ -1,0 +1,78 @@
+"""Contact sheets: classes x random latents, to compare the renderer's look with the paper's images."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..generate import build_config, latents_for_config
+from ..latents import NUM_CLASSES
+from . import assets as assets_mod
+from .config import RenderConfig
+from .devices import DeviceSpec
+from .job import worker_specs
+from .worker import Task, WorkerPool
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+GAP = 4
+"""White pixels between tiles, as in the paper's figure."""
+
+
+def class_latents(preset: str, per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``per_class`` samples of each class drawn from ``preset``: latents [7 * k, 10], classes."""
+    if per_class < 1:
+        raise ConfigError(f"--per-class must be >= 1, got {per_class}")
+    pool = 64 * per_class * NUM_CLASSES
+    data = latents_for_config(build_config(preset, pool), seed, 0, pool)
+    rows = []
+    for c in range(NUM_CLASSES):
+        found = np.flatnonzero(data["classes"] == c)[:per_class]
+        if len(found) < per_class:
+            raise ConfigError(f"preset {preset!r} rarely draws class {c}; cannot fill its row of the sheet")
+        rows.append(found)
+    order = np.concatenate(rows)
+    return data["latents"][order], data["classes"][order]
+
+
+def render_latents(latents: np.ndarray, classes: np.ndarray, config: RenderConfig, devices: Sequence[DeviceSpec],
+                   *, workers: int | None = None, assets: str | os.PathLike[str] | None = None,
+                   per_task: int = 4, on_image: Callable[[], None] | None = None) -> np.ndarray:
+    """uint8 [N, H, W, 3] images of some latents, rendered by worker processes (no files)."""
+    meshes = assets_mod.resolve(assets)
+    tasks = [Task(key=i, classes=classes[a:a + per_task], streams={"images": latents[a:a + per_task]})
+             for i, a in enumerate(range(0, len(latents), per_task))]
+    images = np.empty((len(latents), config.resolution, config.resolution, 3), dtype=np.uint8)
+
+    def done(task: Task, result: dict[str, np.ndarray] | None) -> None:
+        assert result is not None
+        images[task.key * per_task: task.key * per_task + len(task.classes)] = result["images"]
+
+    WorkerPool(worker_specs(config, devices, meshes, workers)[:len(tasks)]).run(tasks, on_image or (lambda: None), done)
+    return images
+
+
+def tile(images: np.ndarray, columns: int) -> np.ndarray:
+    """Images [N, H, W, 3] laid out in rows of ``columns``, separated by white gaps."""
+    n, h, w, _ = images.shape
+    rows = (n + columns - 1) // columns
+    sheet = np.full((rows * (h + GAP) - GAP, columns * (w + GAP) - GAP, 3), 255, dtype=np.uint8)
+    for i, image in enumerate(images):
+        r, c = divmod(i, columns)
+        sheet[r * (h + GAP): r * (h + GAP) + h, c * (w + GAP): c * (w + GAP) + w] = image
+    return sheet
+
+
+def contact_sheet(preset: str, per_class: int, seed: int, config: RenderConfig, devices: Sequence[DeviceSpec],
+                  *, workers: int | None = None, assets: str | os.PathLike[str] | None = None) -> Image.Image:
+    """A PIL image: one row per class, ``per_class`` random latents of it per row."""
+    from PIL import Image
+
+    latents, classes = class_latents(preset, per_class, seed)
+    images = render_latents(latents, classes, config, devices, workers=workers, assets=assets)
+    return Image.fromarray(tile(images, per_class))

@@ -1,0 +1,46 @@
+"""The leaderboard's arithmetic: axes averaged per seed, mean +/- std over seeds, differences, Spearman."""
+
+from __future__ import annotations
+
+from causal3dident.benchmarks.leaderboard import COLUMNS, factor_values, paper_table, render_markdown, table_cells
+from causal3dident.benchmarks.runner import write_results
+
+
+def rows_like_the_paper(offset_by_seed: dict[int, float]) -> list[dict[str, str]]:
+    """Results rows whose per-seed Table-1 columns are the paper's values plus a seed offset."""
+    rows = []
+    for setting, values in paper_table().items():
+        for seed, offset in offset_by_seed.items():
+            for col, (_, factors) in COLUMNS.items():
+                for k, factor in enumerate(factors):
+                    # axes spread symmetrically around the column value: their mean is the value
+                    spread = (k - (len(factors) - 1) / 2) * 0.1
+                    probe, metric = ("logistic", "accuracy") if factor == "class" else ("kernel_ridge", "r2")
+                    rows.append({"method": "simclr", "setting": setting, "tier": "paper", "seed": str(seed),
+                                 "layer": "final", "probe": probe, "factor": factor, "metric": metric,
+                                 "value": str(values[col] + offset + spread)})
+    return rows
+
+
+def test_cells_average_axes_then_seeds():
+    rows = rows_like_the_paper({0: 0.0, 1: 0.02})
+    cells = table_cells(factor_values(rows, "final", "kernel_ridge")[("simclr", "paper")])
+    cell = cells["lt_hues"]["pos_obj_r2"]
+    assert abs(cell.mean - (0.59 + 0.01)) < 1e-9 and abs(cell.std - 0.01) < 1e-9 and cell.seeds == 2
+
+
+def test_markdown_sets_rows_beside_the_paper_with_spearman(tmp_path):
+    rows = rows_like_the_paper({0: 0.0, 1: 0.0, 2: 0.0})
+    write_results(tmp_path / "results.csv", rows)  # round trip through the CSV writer
+    text = render_markdown(rows)
+    assert "## simclr, tier `paper`" in text
+    assert "rho = 1.00" in text
+    assert "| da_colour | DA: colour distortion | 0.42 ± 0.00 (0.42, +0.00) |" in text
+    assert text.index("| da_colour |") < text.index("| lt_hues |") < text.index("| lt_rotations_hues |")
+
+
+def test_other_layers_and_probes_are_kept_apart():
+    rows = rows_like_the_paper({0: 0.0})
+    rows = [dict(r, layer="hidden", value="0.5") for r in rows] + rows
+    cells = table_cells(factor_values(rows, "hidden", "kernel_ridge")[("simclr", "paper")])
+    assert cells["da_colour"]["hue_bg_r2"].mean == 0.5
