@@ -35,51 +35,7 @@ CANONICAL_RENDER_SETTINGS: dict[str, Any] = {
 }
 """The original renderer's settings (cl-ica tools/3dident), which the canonical release follows."""
 
-# Mesh origins and licences, copied from the asset manifest (../shared/assets/manifest.json); used when
-# the renderer's manifest (causal3dident/render/assets_manifest.json) is not installed.
 _MESH_FIELDS = ("class_index", "name", "origin", "license", "url", "sha256")
-MESHES_FALLBACK: tuple[dict[str, Any], ...] = (
-    {"class_index": 0, "name": "teapot", "origin": "Utah teapot, Martin Newell (1975)",
-     "license": "public domain",
-     "url": "https://raw.githubusercontent.com/alecjacobson/common-3d-test-models/"
-            "8a4f8642acaf43f9cd7b67858a1502e1055ef202/data/teapot.obj",
-     "sha256": "1b5396fedd74b577e32cef41146582c2f2e1a050d5b4915193c0ac1ad4187ed4"},
-    {"class_index": 1, "name": "hare",
-     "origin": "Stanford Bunny, Stanford 3D Scanning Repository (Turk & Levoy, 1994)",
-     "license": "Stanford 3D Scanning Repository terms: research use, credit Stanford",
-     "url": "https://raw.githubusercontent.com/alecjacobson/common-3d-test-models/"
-            "8a4f8642acaf43f9cd7b67858a1502e1055ef202/data/stanford-bunny.obj",
-     "sha256": "1eb35d1e21ce99e5ce911353b6be278990713448dd9e8f5c9387f9de39b32205"},
-    {"class_index": 2, "name": "dragon",
-     "origin": "Stanford Dragon, Stanford 3D Scanning Repository (Curless & Levoy, 1996), decimated to 20k faces",
-     "license": "Stanford 3D Scanning Repository terms: research use, credit Stanford",
-     "url": "https://raw.githubusercontent.com/rohan-sawhney/correspondence/"
-            "2f4ceb244ba234b9e5d194b7120ce5f37bb6f732/data/dragon.obj",
-     "sha256": "4af53808c59f86a5a69c40c6946d4a7bc85749a071c7f013503862b1e6c167fa"},
-    {"class_index": 3, "name": "cow", "origin": "Spot, Keenan Crane's 3D model repository (Crane et al., 2013)",
-     "license": "CC0 1.0",
-     "url": "https://raw.githubusercontent.com/alecjacobson/common-3d-test-models/"
-            "8a4f8642acaf43f9cd7b67858a1502e1055ef202/data/spot.obj",
-     "sha256": "0738b5e8608fed74e5e8c7aa8dd0af97b4b74f9f6cbf7aac84cd7e40b2e44a75"},
-    {"class_index": 4, "name": "armadillo",
-     "origin": "Armadillo, Stanford 3D Scanning Repository (Krishnamurthy & Levoy, 1996)",
-     "license": "Stanford 3D Scanning Repository terms: research use, credit Stanford",
-     "url": "https://raw.githubusercontent.com/libigl/libigl-tutorial-data/"
-            "c1f9ede366d02e3531ecbaec5e3769312f31cccd/armadillo.obj",
-     "sha256": "c007ebd11e541a2b1ab86a4c376653579281265f2c6c786a4a7bf47ba84d6879"},
-    {"class_index": 5, "name": "horse",
-     "origin": "Horse, Cyberware / Georgia Tech Large Geometric Models Archive (Praun et al., 2000)",
-     "license": "Georgia Tech archive terms: research use",
-     "url": "https://raw.githubusercontent.com/rohan-sawhney/correspondence/"
-            "2f4ceb244ba234b9e5d194b7120ce5f37bb6f732/data/horse.obj",
-     "sha256": "706289a88796c46b8ceb51f87c0b4935d0104ab5943b8394481ff1ac3140f7ec"},
-    {"class_index": 6, "name": "head",
-     "origin": "Max Planck bust, from the Princeton suggestive-contours model set (decimated)",
-     "license": "research use, credit the Max Planck Institute for Informatics",
-     "url": "https://raw.githubusercontent.com/libigl/libigl-tutorial-data/"
-            "c1f9ede366d02e3531ecbaec5e3769312f31cccd/decimated-max.obj",
-     "sha256": "e7489f9987a384f582c632ba19d8e6185e749909ef197215eb0c768597678532"},
-)
 
 # Raw -> scene scale and the period of the scene quantity (None: not periodic), per latent.
 _SCALE_PERIOD: dict[str, tuple[float, float | None]] = {
@@ -205,12 +161,8 @@ def facts_from_preset(preset: str | os.PathLike[str] = "causal3dident") -> Datas
 
 # -- meshes ----------------------------------------------------------------------------------------
 def meshes() -> list[dict[str, Any]]:
-    """Origins and licences of the seven meshes: the renderer's manifest if installed, else the copy above."""
-    try:
-        text = resources.files("causal3dident.render").joinpath("assets_manifest.json").read_text()
-    except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):
-        return [dict(m) for m in MESHES_FALLBACK]
-    data = json.loads(text)
+    """Origins and licences of the seven meshes, from the renderer's asset manifest (package data)."""
+    data = json.loads(resources.files("causal3dident.render").joinpath("assets_manifest.json").read_text())
     entries = data["meshes"] if isinstance(data, dict) else data
     rows = [{k: m.get(k) for k in _MESH_FIELDS} for m in entries]
     return sorted(rows, key=lambda m: m["class_index"])

@@ -16,7 +16,7 @@ from PIL import Image
 
 from causal3dident.cards import factors_yaml, write_cards
 from causal3dident.cli import main
-from causal3dident.dataset_facts import MESHES_FALLBACK, factor_table, facts_from_file, meshes, sha256_of
+from causal3dident.dataset_facts import factor_table, facts_from_file, meshes, sha256_of
 from causal3dident.generate import build_config, write_latents_file
 from causal3dident.latents import CLASS_NAMES, LATENT_NAMES
 from causal3dident.scm import SCM, Intervention, load_preset, load_preset_dict
@@ -74,10 +74,10 @@ def test_factor_table_follows_an_edited_preset_and_interventions():
     assert {r["name"]: r for r in factor_table(intervened)}["pos_x"]["structural_equation"] == "pos_x := 0.25"
 
 
-def test_mesh_fallback_matches_the_asset_manifest(assets_dir):
+def test_card_meshes_match_the_asset_manifest(assets_dir):
     manifest = json.loads((assets_dir / "manifest.json").read_text())["meshes"]
     fields = ("class_index", "name", "origin", "license", "url", "sha256")
-    assert [{k: m[k] for k in fields} for m in manifest] == [dict(m) for m in MESHES_FALLBACK]
+    assert [{k: m[k] for k in fields} for m in manifest] == meshes()
     assert [m["name"] for m in meshes()] == list(CLASS_NAMES)
 
 
