@@ -17,6 +17,10 @@ SETTINGS_OPTION = click.option("--settings", "settings_files", multiple=True, ty
 SET_OPTION = click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
                           help="Override a tier value, e.g. train.steps=100. Repeatable; recorded in run.json.")
 DEVICE_OPTION = click.option("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N.")
+RENDER_WORKERS_OPTION = click.option("--render-workers", type=int, default=None,
+                                     help="Render processes for the tier's data (default: the renderer's).")
+ASSETS_OPTION = click.option("--assets", type=click.Path(path_type=Path), default=None,
+                             help="Folder with meshes/*.obj (default: $C3DI_ASSETS, else download).")
 
 
 @click.group()
@@ -58,7 +62,27 @@ def run(setting: str, tier: str, seed: int, method: str | None, encoder: str | N
 
 @bench.command()
 @click.option("--tier", default="mini", help="smoke, mini or paper.")
+@click.option("--out", "folder", required=True, type=click.Path(path_type=Path),
+              help="Folder to render train.h5 and test.h5 into.")
+@RENDER_WORKERS_OPTION
+@ASSETS_OPTION
+@click.option("--render-device", default="auto", show_default=True, help="Cycles device, as 'c3di render --device'.")
+def data(tier: str, folder: Path, render_workers: int | None, assets: Path | None, render_device: str) -> None:
+    """Render the dataset a tier declares (tiers.yaml 'data:'); a killed render resumes, finished files are reused."""
+    from .tier_data import ensure_tier_data
+    from .tiers import load_tier
+
+    ensure_tier_data(load_tier(tier), folder, workers=render_workers, device=render_device, assets=assets,
+                     echo=click.echo)
+
+
+@bench.command()
+@click.option("--tier", default="mini", help="smoke, mini or paper.")
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset file or folder (as for run).")
+@click.option("--render", is_flag=True,
+              help="First render the tier's data into the --data folder (as 'c3di bench data'), reusing what is there.")
+@RENDER_WORKERS_OPTION
+@ASSETS_OPTION
 @click.option("--out", default="runs", show_default=True, type=click.Path(path_type=Path), help="Runs folder.")
 @click.option("--method", default="simclr", show_default=True, help="Method, as for run.")
 @click.option("--setting", "setting_ids", multiple=True,
@@ -67,8 +91,9 @@ def run(setting: str, tier: str, seed: int, method: str | None, encoder: str | N
 @SETTINGS_OPTION
 @SET_OPTION
 @DEVICE_OPTION
-def sweep(tier: str, data: Path, out: Path, method: str, setting_ids: tuple[str, ...], seeds: str | None,
-          settings_files: tuple[Path, ...], overrides: tuple[str, ...], device: str) -> None:
+def sweep(tier: str, data: Path, render: bool, render_workers: int | None, assets: Path | None, out: Path,
+          method: str, setting_ids: tuple[str, ...], seeds: str | None, settings_files: tuple[Path, ...],
+          overrides: tuple[str, ...], device: str) -> None:
     """Run every setting x seed of a tier, skipping finished runs and resuming interrupted ones."""
     from .methods import resolve_method
     from .runner import is_finished, run_benchmark, run_dir
@@ -80,6 +105,12 @@ def sweep(tier: str, data: Path, out: Path, method: str, setting_ids: tuple[str,
     the_tier = load_tier(tier, overrides)
     seed_list = [int(s) for s in seeds.split(",")] if seeds else list(the_tier.seeds)
     name = resolve_method(method, the_tier).name
+    if render:
+        from .tier_data import ensure_tier_data
+
+        render_device = "cpu" if device == "cpu" else "auto"
+        ensure_tier_data(the_tier, data, workers=render_workers, device=render_device, assets=assets,
+                         echo=click.echo)
     jobs = [(get_setting(i, settings), s) for i in ids for s in seed_list]
     for k, (setting, seed) in enumerate(jobs, 1):
         if is_finished(run_dir(out, the_tier.name, name, setting.id, seed)):

@@ -217,8 +217,20 @@ def _figures(figures: list[str]) -> str:
         "Draw them with `c3di figures FILE.h5 --out DIR`."
 
 
-def readme(facts: DatasetFacts, figures: list[str], date: str) -> str:
-    """The Hugging Face style dataset card (README.md): ``figures`` drawn beside it, ``date`` YYYY-MM-DD."""
+def _benchmark(heatmaps: list[str]) -> str:
+    if not heatmaps:
+        return ("Run `c3di bench sweep` and `c3di bench leaderboard`, then `c3di card ... --leaderboard FILE` to show "
+                "the results here.")
+    shown = "\n\n".join(f"![Benchmark heatmap: {h}]({h})" for h in heatmaps)
+    return ("SimCLR trained on each setting of the paper's Table 1 (rows), every factor regressed from the learned "
+            "representation (columns: R^2 of kernel ridge; class: logistic accuracy). Content factors should be "
+            "high, style factors low. The full table beside the paper's numbers: benchmarks/LEADERBOARD.md in the "
+            "project.\n\n" + shown)
+
+
+def readme(facts: DatasetFacts, figures: list[str], date: str, heatmaps: list[str] | None = None) -> str:
+    """The Hugging Face style dataset card (README.md): ``figures`` drawn beside it, ``date`` YYYY-MM-DD,
+    ``heatmaps``: benchmark heatmap files beside it."""
     rai = responsible_ai(facts)
     yaml_header = yaml.safe_dump(_header(facts), sort_keys=False, allow_unicode=True, width=1000)
     source = f"`c3di card --preset {facts.preset_name}`" if facts.path is None else f"`c3di card {facts.path.name}`"
@@ -277,6 +289,10 @@ Per-class means and every parameter: factors.yaml. {_types_note(facts)}
 ### Figures
 
 {_figures(figures)}
+
+### Benchmark
+
+{_benchmark(heatmaps or [])}
 
 ## Dataset creation
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import shutil
 from pathlib import Path
 
 import click
@@ -59,25 +60,48 @@ def check_free(out: Path, names: tuple[str, ...], overwrite: bool) -> None:
                                 f"or choose another --out")
 
 
-def write_cards(facts: DatasetFacts, out: str | os.PathLike[str], *, figures: bool = True) -> list[Path]:
-    """Write the card files (and, with ``figures``, the figures they show) into ``out``; the paths written."""
+def leaderboard_pictures(leaderboard: str | os.PathLike[str]) -> list[Path]:
+    """The heatmaps ``c3di bench leaderboard`` wrote beside a leaderboard file (``<stem>_<method>_<tier>.png``)."""
+    board = Path(leaderboard)
+    if not board.is_file():
+        raise ConfigError(f"--leaderboard {board}: no such file; write it with 'c3di bench leaderboard RUNS --out "
+                          f"{board}'")
+    pictures = sorted(board.parent.glob(f"{board.stem}_*.png"))
+    if not pictures:
+        raise ConfigError(f"--leaderboard {board}: no heatmap {board.stem}_<method>_<tier>.png beside it; "
+                          f"rerun 'c3di bench leaderboard' to draw it")
+    return pictures
+
+
+def write_cards(facts: DatasetFacts, out: str | os.PathLike[str], *, figures: bool = True,
+                leaderboard: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Write the card files (and, with ``figures``, the figures they show) into ``out``; the paths written.
+
+    ``leaderboard``: a ``c3di bench leaderboard`` Markdown file whose heatmaps the card shows (copied into ``out``).
+    """
     out = Path(out)
+    pictures = leaderboard_pictures(leaderboard) if leaderboard is not None else []
     out.mkdir(parents=True, exist_ok=True)
     drawn: list[str] = []
     if figures:
         from .figures import draw_figures
 
         drawn = draw_figures(facts, out)
+    heatmaps = []
+    for picture in pictures:
+        name = "leaderboard" + picture.stem[len(Path(leaderboard or "").stem):] + ".png"
+        shutil.copyfile(picture, out / name)
+        heatmaps.append(name)
     date = facts.created[:10] if facts.created else _dt.date.today().isoformat()
     texts = {
-        "README.md": readme(facts, drawn, date),
+        "README.md": readme(facts, drawn, date, heatmaps),
         "datasheet.md": datasheet(facts),
         "factors.yaml": factors_yaml(facts.scm),
         "croissant.json": json.dumps(croissant(facts, date), indent=2, ensure_ascii=False) + "\n",
     }
     for name, text in texts.items():
         (out / name).write_text(text, encoding="utf-8")
-    return [out / name for name in [*texts, *drawn]]
+    return [out / name for name in [*texts, *drawn, *heatmaps]]
 
 
 @click.command("card")
@@ -87,11 +111,13 @@ def write_cards(facts: DatasetFacts, out: str | os.PathLike[str], *, figures: bo
               help="Folder for the card (use the export folder so croissant.json can load its records).")
 @click.option("--split", default=None, help="Split name of the file's samples (default: the file name's stem).")
 @click.option("--no-figures", is_flag=True, help="Skip the figures (no matplotlib needed).")
+@click.option("--leaderboard", type=click.Path(path_type=Path), default=None,
+              help="A 'c3di bench leaderboard' file (e.g. benchmarks/LEADERBOARD.md) whose heatmaps the card shows.")
 @click.option("--overwrite", is_flag=True, help="Replace card files that exist in --out.")
 def card_command(path: Path | None, preset: str | None, out: Path, split: str | None, no_figures: bool,
-                 overwrite: bool) -> None:
+                 leaderboard: Path | None, overwrite: bool) -> None:
     """Write README.md, datasheet.md, factors.yaml, croissant.json and figures for a dataset file or preset."""
     check_source(path, preset, split)
     check_free(out, CARD_FILES + (() if no_figures else FIGURE_FILES), overwrite)
-    written = write_cards(facts_for(path, preset, split), out, figures=not no_figures)
+    written = write_cards(facts_for(path, preset, split), out, figures=not no_figures, leaderboard=leaderboard)
     click.echo(f"wrote {len(written)} files to {out}: {', '.join(p.name for p in written)}")

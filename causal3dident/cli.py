@@ -20,12 +20,14 @@ from .errors import Causal3DIdentError
 LAZY_COMMANDS: dict[str, str] = {
     "render": "causal3dident.render.cli:render",
     "preview": "causal3dident.render.cli:preview",
+    "traversals": "causal3dident.render.cli:traversals",
     "assets": "causal3dident.render.cli:assets",
     "convert": "causal3dident.convert:convert_command",
     "export": "causal3dident.convert:export_command",
     "bench": "causal3dident.benchmarks.cli:bench",
     "card": "causal3dident.cards:card_command",
     "figures": "causal3dident.figures:figures_command",
+    "demo": "causal3dident.demo:demo_command",
 }
 
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 GROUP_COLOURS = {"class": "#bdbdbd", "positions": "#9ecae1", "rotations": "#fdae6b", "hues": "#c994c7"}
 SCATTER_POINTS = 1500
-GRID_SAMPLES = 32
+GRID_PER_CLASS = 8
 PAIR_SAMPLES = 8
 
 
@@ -178,22 +178,29 @@ def draw_dependence_pairs(scm: SCM, latents: np.ndarray, classes: np.ndarray, pa
 
 
 # -- images --------------------------------------------------------------------------------------------
-def draw_sample_grid(h5: str | os.PathLike[str], path: Path, n: int = GRID_SAMPLES) -> Path | None:
-    """The first ``n`` images of ``/images`` with their class names (None if the file has no images)."""
+def draw_sample_grid(h5: str | os.PathLike[str], path: Path, per_class: int = GRID_PER_CLASS) -> Path | None:
+    """Rows = classes, columns = the first ``per_class`` samples of that class (the samples are i.i.d.
+    draws, so these are random draws); None if the file has no images."""
     with open_dataset(h5) as f:
         if "images" not in f:
             return None
-        n = min(n, len(f["images"]))
-        images, classes = f["images"][:n], f["classes"][:n]
-    cols = min(8, n)
-    rows = -(-n // cols)
-    fig = _figure(1.6 * cols, 1.75 * rows)
-    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
-    for ax in axes:
-        ax.set_axis_off()
-    for ax, image, label in zip(axes, images, classes):
-        ax.imshow(image)
-        ax.set_title(CLASS_NAMES[int(label)], fontsize=8)
+        classes = f["classes"][:]
+        rows = [np.flatnonzero(classes == c)[:per_class] for c in range(len(CLASS_NAMES))]
+        wanted = np.unique(np.concatenate(rows)).astype(np.int64)
+        images = dict(zip(wanted.tolist(), f["images"][wanted])) if len(wanted) else {}
+    cols = max(1, max(len(r) for r in rows))
+    fig = _figure(1.2 * cols + 1.0, 1.2 * len(rows))
+    axes = np.asarray(fig.subplots(len(rows), cols, squeeze=False))
+    for c, indices in enumerate(rows):
+        for j in range(cols):
+            ax = axes[c, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if j < len(indices):
+                ax.imshow(images[int(indices[j])])
+        axes[c, 0].set_ylabel(CLASS_NAMES[c], fontsize=9)
     return _save(fig, path, palette=False)
 
 

@@ -97,6 +97,30 @@ def preview(out: Path, per_class: int, preset: str, seed: int, resolution: int, 
     click.echo(f"wrote {out}: 7 classes x {per_class} latents at {resolution} px, quality {quality}")
 
 
+@click.command()
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="PNG file to write.")
+@click.option("--steps", type=int, default=7, show_default=True, help="Values per latent, evenly over [-1, 1].")
+@click.option("--class", "class_name", default=None, help="Class of the base sample (default: a random draw's).")
+@click.option("--preset", default="causal3dident", help="SCM preset the base sample comes from.")
+@click.option("--seed", type=int, default=0, help="Seed of the base sample.")
+@click.option("--resolution", type=int, default=128, help="Image side in pixels.")
+@_quality
+@_workers
+@_device
+@_assets
+def traversals(out: Path, steps: int, class_name: str | None, preset: str, seed: int, resolution: int, quality: str,
+               workers: int | None, device: str, assets: Path | None) -> None:
+    """Write latent traversals: one row per latent varied over [-1, 1] with the rest fixed, and a class row."""
+    from .preview import traversal_sheet
+
+    config = render_config(quality, resolution)
+    sheet = traversal_sheet(preset, seed, steps, config, select_devices(device), class_name=class_name,
+                            workers=workers, assets=assets)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out)
+    click.echo(f"wrote {out}: 11 rows (class and 10 latents) x {steps} values at {resolution} px, quality {quality}")
+
+
 @click.group()
 def assets() -> None:
     """The seven object meshes: download, check."""

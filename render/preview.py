@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..generate import build_config, latents_for_config
-from ..latents import NUM_CLASSES
+from ..latents import CLASS_NAMES, LATENT_NAMES, NUM_CLASSES
 from . import assets as assets_mod
 from .config import RenderConfig
 from .devices import DeviceSpec
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 GAP = 4
 """White pixels between tiles, as in the paper's figure."""
+LABEL_WIDTH = 76
+"""Pixels of the label column on the left of a traversal sheet."""
 
 
 def class_latents(preset: str, per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -76,3 +78,52 @@ def contact_sheet(preset: str, per_class: int, seed: int, config: RenderConfig, 
     latents, classes = class_latents(preset, per_class, seed)
     images = render_latents(latents, classes, config, devices, workers=workers, assets=assets)
     return Image.fromarray(tile(images, per_class))
+
+
+def traversal_latents(preset: str, seed: int, steps: int, class_name: str | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """One base sample of ``preset`` (of ``class_name`` if given); then one row per latent in which only that
+    latent sweeps ``steps`` evenly spaced values over [-1, 1], and a first row sweeping the classes.
+
+    Returns latents [rows * steps, 10], classes and the row labels. The latents are raw ([-1, 1]), so a
+    traversal can leave the SCM's support: it shows what each latent does, not what the SCM draws.
+    """
+    if steps < 2:
+        raise ConfigError(f"--steps must be >= 2, got {steps}")
+    base_class = None
+    if class_name is not None:
+        if class_name not in CLASS_NAMES:
+            raise ConfigError(f"unknown class {class_name!r}; choose one of {', '.join(CLASS_NAMES)}")
+        base_class = CLASS_NAMES.index(class_name)
+    z, c = class_latents(preset, 1, seed)
+    k = 0 if base_class is None else base_class
+    base, cls = z[k], int(c[k])
+    values = np.linspace(-1.0, 1.0, steps, dtype=np.float32)
+    class_row = np.resize(np.arange(NUM_CLASSES), steps)
+    latents = [np.tile(base, (steps, 1))]
+    classes = [class_row]
+    for i in range(len(LATENT_NAMES)):
+        row = np.tile(base, (steps, 1))
+        row[:, i] = values
+        latents.append(row)
+        classes.append(np.full(steps, cls))
+    labels = ["class"] + list(LATENT_NAMES)
+    return np.concatenate(latents).astype(np.float32), np.concatenate(classes).astype(np.int64), labels
+
+
+def traversal_sheet(preset: str, seed: int, steps: int, config: RenderConfig, devices: Sequence[DeviceSpec], *,
+                    class_name: str | None = None, workers: int | None = None,
+                    assets: str | os.PathLike[str] | None = None) -> Image.Image:
+    """A PIL image: one labelled row per latent (and one for the class), that latent varied, the rest fixed."""
+    from PIL import Image, ImageDraw
+
+    latents, classes, labels = traversal_latents(preset, seed, steps, class_name)
+    images = render_latents(latents, classes, config, devices, workers=workers, assets=assets)
+    grid = tile(images, steps)
+    sheet = Image.new("RGB", (grid.shape[1] + LABEL_WIDTH, grid.shape[0]), "white")
+    sheet.paste(Image.fromarray(grid), (LABEL_WIDTH, 0))
+    draw = ImageDraw.Draw(sheet)
+    h = config.resolution
+    for r, label in enumerate(labels):
+        draw.text((4, r * (h + GAP) + h // 2 - 5), label, fill="black")
+    return sheet

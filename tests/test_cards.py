@@ -180,3 +180,23 @@ def test_real_export_matches_the_assumed_layout(synthetic_h5, tmp_path):
     assert result.exit_code == 0, result.output
     write_cards(facts_from_file(h5), out, figures=False)
     assert len(load_records(out / "croissant.json")) == 64
+
+
+def test_card_shows_the_leaderboard_heatmap(synthetic_h5, tmp_path):
+    from test_bench_leaderboard import rows_like_the_paper
+
+    from causal3dident.benchmarks.leaderboard import write_leaderboard
+    from causal3dident.benchmarks.runner import write_results
+
+    (tmp_path / "runs").mkdir()
+    write_results(tmp_path / "runs" / "results.csv", rows_like_the_paper({0: 0.0}))
+    board, pictures = write_leaderboard([tmp_path / "runs"], tmp_path / "board" / "LEADERBOARD.md")
+    written = write_cards(facts_from_file(synthetic_h5), tmp_path / "card", figures=False, leaderboard=board)
+    copied = [p for p in written if p.name.startswith("leaderboard_")]
+    assert [p.name for p in copied] == ["leaderboard" + p.name[len("LEADERBOARD"):] for p in pictures]
+    assert copied[0].read_bytes() == pictures[0].read_bytes()
+    text = (tmp_path / "card" / "README.md").read_text()
+    assert f"![Benchmark heatmap: {copied[0].name}]({copied[0].name})" in text
+    missing = CliRunner().invoke(main, ["card", str(synthetic_h5), "--out", str(tmp_path / "c2"), "--no-figures",
+                                        "--leaderboard", str(tmp_path / "nope.md")])
+    assert missing.exit_code == 2 and "no such file" in missing.output
