@@ -416,15 +416,14 @@ class RawChunks:
         return cls(table, tuple(ds.shape[1:]), ds.dtype, bool(filters))
 
     def read(self, fd: int, indices: np.ndarray, channels_first: bool = False) -> np.ndarray:
-        """Images [B, H, W, C], or [B, C, H, W] transposed while copying out of the inflated bytes."""
+        """Images [B, H, W, C], or the same memory viewed as [B, C, H, W] (see :func:`planar`)."""
         height, width, channels = self.shape
-        out = np.empty((len(indices), *((channels, height, width) if channels_first else self.shape)), self.dtype)
+        out = np.empty((len(indices), *self.shape), self.dtype)
         inflate = inflater(height * width * channels * self.dtype.itemsize) if self.deflated else None
         for k, (offset, size, mask) in enumerate(self.table[indices].tolist()):
             raw = os.pread(fd, size, offset)
-            image = np.frombuffer(inflate(raw) if inflate and not mask & 1 else raw, self.dtype).reshape(self.shape)
-            out[k] = image.transpose(2, 0, 1) if channels_first else image
-        return out
+            out[k] = np.frombuffer(inflate(raw) if inflate and not mask & 1 else raw, self.dtype).reshape(self.shape)
+        return planar(out, channels_first)
 
 
 def inflater(size: int) -> Callable[[bytes], bytes | bytearray]:
@@ -486,8 +485,10 @@ class PNGSource:
 
 
 def planar(batch: np.ndarray, channels_first: bool) -> np.ndarray:
-    """[B, H, W, C] as is, or as a contiguous [B, C, H, W] (numpy transposes faster than torch)."""
-    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2)) if channels_first else batch
+    """[B, H, W, C] as is, or viewed as [B, C, H, W] without copying (channels-last strides, as
+    ``torch.channels_last``): the DataLoader's collate copies each batch once anyway, so a transposing copy
+    here would be a second full pass over the pixels."""
+    return batch.transpose(0, 3, 1, 2) if channels_first else batch
 
 
 def _stats_key(source: H5Source | PNGSource) -> dict[str, Any]:
