@@ -24,6 +24,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "assets": "causal3dident.render.cli:assets",
     "convert": "causal3dident.convert:convert_command",
     "export": "causal3dident.convert:export_command",
+    "repack": "causal3dident.convert:repack_command",
     "bench": "causal3dident.benchmarks.cli:bench",
     "card": "causal3dident.cards:card_command",
     "figures": "causal3dident.figures:figures_command",

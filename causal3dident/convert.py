@@ -15,9 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import click
+import h5py
 import numpy as np
 
 from . import stats as _stats
+from .codecs import CODECS, write_images
 from .errors import ConfigError, DatasetFileError, OutputExistsError
 from .latents import CLASS_NAMES, LATENT_NAMES
 from .neighbours import pool_digest
@@ -51,8 +53,9 @@ def split_folder(source: Path, split: str | None) -> Path:
 
 
 def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], *, split: str | None = None,
-            overwrite: bool = False, workers: int | None = None) -> Path:
-    """Convert one original-layout split to an HDF5 dataset file (schema v1), images and stats included."""
+            overwrite: bool = False, workers: int | None = None, compression: str = "gzip") -> Path:
+    """Convert one original-layout split to an HDF5 dataset file (schema v1), images and stats included;
+    ``compression``: 'gzip' or 'lz4' (see causal3dident.codecs)."""
     check_output(out, overwrite)
     data = OriginalSplit.open(split_folder(Path(source), split))
     height, width = data.image_size()
@@ -62,13 +65,13 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], *, spli
     acc = _stats.StatsAccumulator()
     with atomic_h5(out, overwrite) as f, ThreadPoolExecutor(workers or default_workers()) as pool:
         write_core(f, latents=data.latents, classes=data.classes, indices=np.arange(n), config=config, seed=0)
-        images = create_image_dataset(f, "images", n, height, width)
+        images = create_image_dataset(f, "images", n, height, width, compression)
         for lo in range(0, n, BLOCK):
             block = data.read(range(lo, min(n, lo + BLOCK)), pool)
             if block.shape[1:3] != (height, width):
                 raise DatasetFileError(f"{data.folder}: an image in samples {lo}..{lo + len(block) - 1} is not "
                                        f"{height}x{width} like the first; all images must share one resolution")
-            images[lo:lo + len(block)] = block
+            write_images(images, lo, block)
             acc.update(block)
         f.attrs["num_rendered"] = n
         key = {"digest": pool_digest(data.latents, data.classes), "num_images": n, "image_shape": [height, width, 3]}
@@ -128,16 +131,63 @@ def _write_csv(path: Path, index: np.ndarray, files: list[str], classes: np.ndar
     os.replace(tmp, path)
 
 
+COMPRESSION_OPTION = click.option(
+    "--compression", type=click.Choice(CODECS), default="gzip", show_default=True,
+    help="Images: gzip (any HDF5 reader) or lz4 (decodes several times faster; other HDF5 tools need hdf5plugin).")
+
+
 @click.command("convert")
 @click.argument("source", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--split", default=None, help="Split to convert when SOURCE holds several (e.g. train for trainset/).")
 @click.option("--workers", type=int, default=None, help="Threads decoding PNGs (default: up to 8).")
+@COMPRESSION_OPTION
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
-def convert_command(source: Path, out: Path, split: str | None, workers: int | None, overwrite: bool) -> None:
+def convert_command(source: Path, out: Path, split: str | None, workers: int | None, compression: str,
+                    overwrite: bool) -> None:
     """Convert an original-layout folder (Causal3DIdent or 3DIdent PNGs + .npy) into one HDF5 file."""
-    convert(source, out, split=split, overwrite=overwrite, workers=workers)
+    convert(source, out, split=split, overwrite=overwrite, workers=workers, compression=compression)
     click.echo(f"wrote {out}")
+
+
+def repack(path: str | os.PathLike[str], out: str | os.PathLike[str], *, compression: str = "lz4",
+           overwrite: bool = False) -> Path:
+    """Copy a dataset file with every image dataset re-encoded as ``compression``; all else copied as is."""
+    check_output(out, overwrite)
+    with open_dataset(path) as src, atomic_h5(out, overwrite) as dst:
+        for key, value in src.attrs.items():
+            dst.attrs[key] = value
+
+        def copy(name: str, obj: h5py.HDF5Object) -> None:
+            if isinstance(obj, h5py.Group):
+                group = dst.require_group(name)
+                for key, value in obj.attrs.items():
+                    group.attrs[key] = value
+            elif name.split("/")[-1] == "images" and obj.ndim == 4:
+                n, height, width, _ = obj.shape
+                parent, _, leaf = name.rpartition("/")
+                images = create_image_dataset(dst.require_group(parent) if parent else dst, leaf, n, height,
+                                              width, compression)
+                for key, value in obj.attrs.items():
+                    images.attrs[key] = value
+                for lo in range(0, n, BLOCK):
+                    write_images(images, lo, obj[lo:lo + BLOCK])
+            else:
+                parent = name.rpartition("/")[0]
+                src.copy(obj, dst.require_group(parent) if parent else dst, name=name.split("/")[-1])
+        src.visititems(copy)
+    return Path(out)
+
+
+@click.command("repack")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@COMPRESSION_OPTION
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+def repack_command(path: Path, out: Path, compression: str, overwrite: bool) -> None:
+    """Copy a dataset file with its images re-compressed (lz4: faster loading; gzip: any HDF5 reader)."""
+    repack(path, out, compression=compression, overwrite=overwrite)
+    click.echo(f"wrote {out} (images: {compression})")
 
 
 @click.command("export")

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torchvision.datasets import VisionDataset
 
+from . import codecs, store
 from . import stats as _stats
-from . import store
 from .errors import ConfigError, DatasetFileError
 from .latents import CLASS_NAMES, to_scene_units
 from .neighbours import NeighbourIndex, cached_index, load_index, pool_digest
@@ -384,23 +384,22 @@ class H5Source:
 class RawChunks:
     """Where each image's compressed bytes lie in the file, so a read is one ``pread`` and one inflate.
 
-    Applies to the layout ``store.create_image_dataset`` writes: one image per chunk, deflate (gzip) or
-    no filter, every chunk written. Reading the bytes directly skips HDF5's per-read machinery, which
+    Applies to the layout ``store.create_image_dataset`` writes: one image per chunk, deflate (gzip), LZ4
+    or no filter, every chunk written. Reading the bytes directly skips HDF5's per-read machinery, which
     costs more than inflating a small image; inflating uses libdeflate (the ``deflate`` package, about
-    twice as fast as zlib) when installed, else zlib. The file stays a plain gzip-compressed HDF5 file.
+    twice as fast as zlib) when installed, else zlib; LZ4 chunks are decoded with the ``lz4`` package.
     """
 
-    table: np.ndarray  # [N, 3] int64: byte offset, size, filter mask (bit 0: deflate skipped)
+    table: np.ndarray  # [N, 3] int64: byte offset, size, filter mask (bit 0: the filter was skipped)
     shape: tuple[int, ...]
     dtype: np.dtype
-    deflated: bool
+    codec: str  # 'gzip', 'lz4' or 'none' (causal3dident.codecs.codec_of)
 
     @classmethod
     def locate(cls, ds: h5py.Dataset) -> RawChunks | None:
         """The chunk table of ``ds``, or None if its layout is another (then h5py reads it)."""
-        plist = ds.id.get_create_plist()
-        filters = [plist.get_filter(j)[0] for j in range(plist.get_nfilters())]
-        if ds.chunks != (1, *ds.shape[1:]) or filters not in ([], [h5py.h5z.FILTER_DEFLATE]):
+        codec = codecs.codec_of(ds)
+        if ds.chunks != (1, *ds.shape[1:]) or codec is None:
             return None
         table = np.full((ds.shape[0], 3), -1, dtype=np.int64)
 
@@ -413,13 +412,14 @@ class RawChunks:
             return None
         if (table[:, 0] < 0).any():
             return None  # unwritten chunks: h5py returns their fill value
-        return cls(table, tuple(ds.shape[1:]), ds.dtype, bool(filters))
+        return cls(table, tuple(ds.shape[1:]), ds.dtype, codec)
 
     def read(self, fd: int, indices: np.ndarray, channels_first: bool = False) -> np.ndarray:
         """Images [B, H, W, C], or the same memory viewed as [B, C, H, W] (see :func:`planar`)."""
         height, width, channels = self.shape
         out = np.empty((len(indices), *self.shape), self.dtype)
-        inflate = inflater(height * width * channels * self.dtype.itemsize) if self.deflated else None
+        nbytes = height * width * channels * self.dtype.itemsize
+        inflate = {"gzip": inflater(nbytes), "lz4": lambda raw: codecs.lz4_decode(raw, nbytes)}.get(self.codec)
         for k, (offset, size, mask) in enumerate(self.table[indices].tolist()):
             raw = os.pread(fd, size, offset)
             out[k] = np.frombuffer(inflate(raw) if inflate and not mask & 1 else raw, self.dtype).reshape(self.shape)

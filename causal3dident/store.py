@@ -18,6 +18,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from . import codecs
 from .errors import DatasetFileError, OutputExistsError
 from .latents import CLASS_NAMES, LATENT_NAMES, NUM_CLASSES, NUM_LATENTS
 
@@ -117,6 +118,7 @@ def open_dataset(path: str | os.PathLike[str], mode: str = "r") -> h5py.File:
         raise DatasetFileError(f"{path}: no such file; create one with 'c3di latents' or 'c3di render'")
     if path.is_dir():
         raise DatasetFileError(f"{path} is a directory; pass the .h5 file inside it")
+    codecs.load_filter_plugins()  # lets h5py read LZ4-compressed images
     try:
         f = h5py.File(path, mode)
     except OSError as exc:
@@ -305,13 +307,16 @@ def _check_regenerates(f: h5py.File) -> list[str]:
 
 
 # -- images ----------------------------------------------------------------------------------------
-IMAGE_COMPRESSION: dict[str, Any] = {"compression": "gzip", "compression_opts": 6}
-"""h5py filter arguments of image datasets, chosen by measurement (benchmarks/perf/loader_throughput.py):
+IMAGE_COMPRESSION: dict[str, Any] = codecs.GZIP_ARGS
+"""h5py filter arguments of image datasets by default, chosen by measurement (benchmarks/perf/loader_throughput.py):
 gzip (deflate) level 6, which every HDF5 reader decodes; 1.1-1.3x the size of the same images as PNG
-(lzf: 1.6-1.9x), and the loader inflates one chunk per image with libdeflate, as fast as zstd would."""
+(lzf: 1.6-1.9x). ``codec="lz4"`` trades portability (readers need the LZ4 filter plugin) for decoding several
+times faster (``c3di repack``); see causal3dident/codecs.py."""
 
 
-def create_image_dataset(group: h5py.Group, name: str, n: int, height: int, width: int) -> h5py.Dataset:
-    """An empty uint8 [n, height, width, 3] image dataset, one image per chunk (random access)."""
+def create_image_dataset(group: h5py.Group, name: str, n: int, height: int, width: int,
+                         codec: str = "gzip") -> h5py.Dataset:
+    """An empty uint8 [n, height, width, 3] image dataset, one image per chunk (random access); write LZ4 ones
+    with :func:`causal3dident.codecs.write_images`."""
     return group.create_dataset(name, shape=(n, height, width, 3), dtype=np.uint8,
-                                chunks=(1, height, width, 3), **IMAGE_COMPRESSION)
+                                chunks=(1, height, width, 3), **codecs.filter_args(codec))
