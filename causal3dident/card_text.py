@@ -7,6 +7,7 @@ shared with the Croissant file, so the card, the datasheet and croissant.json ca
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -32,7 +33,8 @@ FIGURE_CAPTIONS: dict[str, str] = {
     "latent_histograms.png": "Marginal distribution of each latent and of the class",
     "dependence.png": "Dependence the SCM induces: |Spearman| and mutual information between latents and class",
     "dependence_pairs.png": "Scatter of the latent pairs joined by an SCM edge, coloured by class",
-    "sample_grid.png": "Samples of the dataset",
+    "sample_grid.png": "Samples of the dataset, one row per class",
+    "traversals.png": "Latent traversals: one latent varied over [-1, 1] per row, the rest fixed (`c3di traversals`)",
     "lt_pairs.png": "Latent-transformation pairs: anchor (top) and transformed view (bottom)",
 }
 
@@ -213,7 +215,8 @@ def _header(facts: DatasetFacts) -> dict[str, Any]:
 
 
 def _figures(figures: list[str]) -> str:
-    return "\n\n".join(f"![{FIGURE_CAPTIONS[f]}]({f})\n*{FIGURE_CAPTIONS[f]}.*" for f in figures) or \
+    caption = {f: FIGURE_CAPTIONS.get(f, Path(f).stem.replace("_", " ")) for f in figures}
+    return "\n\n".join(f"![{caption[f]}]({f})\n*{caption[f]}.*" for f in figures) or \
         "Draw them with `c3di figures FILE.h5 --out DIR`."
 
 

@@ -11,6 +11,7 @@ import datetime as _dt
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -74,19 +75,28 @@ def leaderboard_pictures(leaderboard: str | os.PathLike[str]) -> list[Path]:
 
 
 def write_cards(facts: DatasetFacts, out: str | os.PathLike[str], *, figures: bool = True,
-                leaderboard: str | os.PathLike[str] | None = None) -> list[Path]:
+                leaderboard: str | os.PathLike[str] | None = None,
+                extra_pictures: Sequence[str | os.PathLike[str]] = ()) -> list[Path]:
     """Write the card files (and, with ``figures``, the figures they show) into ``out``; the paths written.
 
-    ``leaderboard``: a ``c3di bench leaderboard`` Markdown file whose heatmaps the card shows (copied into ``out``).
+    ``leaderboard``: a ``c3di bench leaderboard`` Markdown file whose heatmaps the card shows; ``extra_pictures``:
+    PNGs shown with the figures (e.g. ``c3di preview`` / ``c3di traversals`` sheets). Both are copied into ``out``.
     """
     out = Path(out)
     pictures = leaderboard_pictures(leaderboard) if leaderboard is not None else []
+    extra = [Path(p) for p in extra_pictures]
+    if missing := [str(p) for p in extra if not p.is_file()]:
+        raise ConfigError(f"--picture {', '.join(missing)}: no such file")
     out.mkdir(parents=True, exist_ok=True)
     drawn: list[str] = []
     if figures:
         from .figures import draw_figures
 
         drawn = draw_figures(facts, out)
+    for picture in extra:
+        if picture.resolve() != (out / picture.name).resolve():
+            shutil.copyfile(picture, out / picture.name)
+        drawn.append(picture.name)
     heatmaps = []
     for picture in pictures:
         name = "leaderboard" + picture.stem[len(Path(leaderboard or "").stem):] + ".png"
@@ -113,11 +123,14 @@ def write_cards(facts: DatasetFacts, out: str | os.PathLike[str], *, figures: bo
 @click.option("--no-figures", is_flag=True, help="Skip the figures (no matplotlib needed).")
 @click.option("--leaderboard", type=click.Path(path_type=Path), default=None,
               help="A 'c3di bench leaderboard' file (e.g. benchmarks/LEADERBOARD.md) whose heatmaps the card shows.")
+@click.option("--picture", "pictures", multiple=True, type=click.Path(path_type=Path),
+              help="A PNG to show with the figures (e.g. from 'c3di preview' or 'c3di traversals'). Repeatable.")
 @click.option("--overwrite", is_flag=True, help="Replace card files that exist in --out.")
 def card_command(path: Path | None, preset: str | None, out: Path, split: str | None, no_figures: bool,
-                 leaderboard: Path | None, overwrite: bool) -> None:
+                 leaderboard: Path | None, pictures: tuple[Path, ...], overwrite: bool) -> None:
     """Write README.md, datasheet.md, factors.yaml, croissant.json and figures for a dataset file or preset."""
     check_source(path, preset, split)
     check_free(out, CARD_FILES + (() if no_figures else FIGURE_FILES), overwrite)
-    written = write_cards(facts_for(path, preset, split), out, figures=not no_figures, leaderboard=leaderboard)
+    written = write_cards(facts_for(path, preset, split), out, figures=not no_figures, leaderboard=leaderboard,
+                          extra_pictures=pictures)
     click.echo(f"wrote {len(written)} files to {out}: {', '.join(p.name for p in written)}")

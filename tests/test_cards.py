@@ -191,12 +191,17 @@ def test_card_shows_the_leaderboard_heatmap(synthetic_h5, tmp_path):
     (tmp_path / "runs").mkdir()
     write_results(tmp_path / "runs" / "results.csv", rows_like_the_paper({0: 0.0}))
     board, pictures = write_leaderboard([tmp_path / "runs"], tmp_path / "board" / "LEADERBOARD.md")
-    written = write_cards(facts_from_file(synthetic_h5), tmp_path / "card", figures=False, leaderboard=board)
+    grid = tmp_path / "traversals.png"
+    Image.new("RGB", (8, 8)).save(grid)
+    written = write_cards(facts_from_file(synthetic_h5), tmp_path / "card", figures=False, leaderboard=board,
+                          extra_pictures=[grid])
+    assert (tmp_path / "card" / "traversals.png").read_bytes() == grid.read_bytes()
     copied = [p for p in written if p.name.startswith("leaderboard_")]
     assert [p.name for p in copied] == ["leaderboard" + p.name[len("LEADERBOARD"):] for p in pictures]
     assert copied[0].read_bytes() == pictures[0].read_bytes()
     text = (tmp_path / "card" / "README.md").read_text()
     assert f"![Benchmark heatmap: {copied[0].name}]({copied[0].name})" in text
+    assert "![Latent traversals: one latent varied" in text
     missing = CliRunner().invoke(main, ["card", str(synthetic_h5), "--out", str(tmp_path / "c2"), "--no-figures",
                                         "--leaderboard", str(tmp_path / "nope.md")])
     assert missing.exit_code == 2 and "no such file" in missing.output
