@@ -91,9 +91,14 @@ def data(tier: str, folder: Path, render_workers: int | None, assets: Path | Non
 @SETTINGS_OPTION
 @SET_OPTION
 @DEVICE_OPTION
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: one run after another here; ray: every run as a Ray task (one GPU each when the "
+                   "cluster has GPUs, else one CPU), needs causal3dident[ray]. See docs/scale_out.md.")
+@click.option("--address", default=None, envvar="RAY_ADDRESS", show_envvar=True,
+              help="With --backend ray: the cluster's address (HOST:PORT); default: a local Ray instance.")
 def sweep(tier: str, data: Path, render: bool, render_workers: int | None, assets: Path | None, out: Path,
           method: str, setting_ids: tuple[str, ...], seeds: str | None, settings_files: tuple[Path, ...],
-          overrides: tuple[str, ...], device: str) -> None:
+          overrides: tuple[str, ...], device: str, backend: str, address: str | None) -> None:
     """Run every setting x seed of a tier, skipping finished runs and resuming interrupted ones."""
     from .methods import resolve_method
     from .runner import is_finished, run_benchmark, run_dir
@@ -112,6 +117,12 @@ def sweep(tier: str, data: Path, render: bool, render_workers: int | None, asset
         ensure_tier_data(the_tier, data, workers=render_workers, device=render_device, assets=assets,
                          echo=click.echo)
     jobs = [(get_setting(i, settings), s) for i in ids for s in seed_list]
+    if backend == "ray":
+        from .ray_sweep import ray_sweep
+
+        ray_sweep(jobs, the_tier, data, out, method=method, name=name, device=device, address=address,
+                  echo=click.echo)
+        return
     for k, (setting, seed) in enumerate(jobs, 1):
         if is_finished(run_dir(out, the_tier.name, name, setting.id, seed)):
             click.echo(f"[{k}/{len(jobs)}] {setting.id} seed {seed}: finished, skipped")

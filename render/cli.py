@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -42,11 +43,17 @@ _assets = click.option("--assets", type=click.Path(path_type=Path), default=None
 @click.option("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE,
               help="Samples per resumable work unit in OUT.parts/.")
 @click.option("--overwrite", is_flag=True, help="Replace --out, and restart an unfinished job with other settings.")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: render processes on this machine; ray: actors on a Ray cluster (one per GPU, else "
+                   "per CPU slot; --workers: how many), needs causal3dident[ray]. See docs/scale_out.md.")
+@click.option("--address", default=None, envvar="RAY_ADDRESS", show_envvar=True,
+              help="With --backend ray: the cluster's address (HOST:PORT of 'ray start --head'); default: start "
+                   "a local Ray instance with --workers (else all) CPUs.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def render(source: Path | None, preset: str, n: int | None, seed: int, pairs: str | None,
            interventions: tuple[str, ...], resolution: int, quality: str, workers: int | None, device: str,
            out: Path, shard: int | None, num_shards: int | None, assets: Path | None, chunk_size: int,
-           overwrite: bool, quiet: bool) -> None:
+           overwrite: bool, backend: str, address: str | None, quiet: bool) -> None:
     """Render a dataset: latents sampled from --preset (--n), or those of an existing file SOURCE.
 
     Anchors go to /images, each transformation's views to /pairs/<name>/images. Killed jobs resume
@@ -64,9 +71,21 @@ def render(source: Path | None, preset: str, n: int | None, seed: int, pairs: st
         inp = sampled_input(preset, n, seed, pairs=pairs, interventions=interventions, shard=shard,
                             num_shards=num_shards)
     config = render_config(quality, resolution)
-    devices = select_devices(device)
-    result = run_job(inp, output_path(out, shard, num_shards), config, devices, workers=workers, assets=assets,
-                     chunk_size=chunk_size, overwrite=overwrite, progress=not quiet)
+    if backend == "ray":
+        from tqdm import tqdm
+
+        from .ray_backend import RayBackend
+
+        with RayBackend(address, num_cpus=workers, echo=lambda line: tqdm.write(line, file=sys.stderr)) as ray_jobs:
+            result = run_job(inp, output_path(out, shard, num_shards), config, ray_jobs.devices(device),
+                             workers=workers, assets=assets, chunk_size=chunk_size, overwrite=overwrite,
+                             progress=not quiet, backend=ray_jobs)
+    else:
+        if click.get_current_context().get_parameter_source("address") == click.core.ParameterSource.COMMANDLINE:
+            raise ConfigError("--address is for --backend ray; add --backend ray, or drop --address")
+        result = run_job(inp, output_path(out, shard, num_shards), config, select_devices(device),
+                         workers=workers, assets=assets, chunk_size=chunk_size, overwrite=overwrite,
+                         progress=not quiet)
     rate = result.rendered / result.seconds if result.seconds > 0 else 0.0
     resumed = result.total - result.rendered
     click.echo(f"wrote {result.path}: {len(inp.latents)} samples x {len(inp.streams)} views = {result.total} "

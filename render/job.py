@@ -14,11 +14,11 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -29,7 +29,7 @@ from ..store import (atomic_h5, check_output, create_image_dataset, open_dataset
 from . import assets as assets_mod
 from .config import RenderConfig
 from .devices import DeviceSpec
-from .worker import Task, WorkerPool, WorkerSpec, read_chunk
+from .worker import Task, WorkerPool, WorkerSpec, read_chunk, write_chunk
 
 JOB_FORMAT = "causal3dident-render-job"
 JOB_VERSION = 1
@@ -127,10 +127,17 @@ class JobResult:
 
 def run_job(inp: JobInput, out: Path, config: RenderConfig, devices: Sequence[DeviceSpec], *,
             workers: int | None = None, assets: str | os.PathLike[str] | None = None,
-            chunk_size: int = DEFAULT_CHUNK_SIZE, overwrite: bool = False, progress: bool = True) -> JobResult:
-    """Render every image of ``inp`` into the dataset file ``out``, resuming earlier work on it."""
+            chunk_size: int = DEFAULT_CHUNK_SIZE, overwrite: bool = False, progress: bool = True,
+            backend: RenderBackend | None = None) -> JobResult:
+    """Render every image of ``inp`` into the dataset file ``out``, resuming earlier work on it.
+
+    ``backend`` decides where the missing chunks are rendered (default: ``LocalBackend``, worker
+    processes on this machine; ``ray_backend.RayBackend``: a Ray cluster). Everything else (the
+    chunks, the work folder, resuming, assembling the file) is the same for every backend.
+    """
     if chunk_size < 1:
         raise ConfigError(f"--chunk-size must be >= 1, got {chunk_size}")
+    backend = LocalBackend() if backend is None else backend
     meshes = assets_mod.resolve(assets, progress=progress)
     settings = render_settings(config, devices, meshes)
     parts = Path(out).with_name(Path(out).name + ".parts")
@@ -143,23 +150,76 @@ def run_job(inp: JobInput, out: Path, config: RenderConfig, devices: Sequence[De
     out = check_output(out, overwrite)
     _open_work_folder(parts, manifest, overwrite)
     n = len(inp.latents)
-    chunks = [(c, c * chunk_size, min(n, (c + 1) * chunk_size)) for c in range((n + chunk_size - 1) // chunk_size)]
-    todo = [Task(key=c, classes=inp.classes[a:b], streams={k: z[a:b] for k, z in inp.streams.items()},
-                 path=str(_chunk_path(parts, c))) for c, a, b in chunks if not _chunk_path(parts, c).exists()]
+    chunks = chunk_ranges(n, chunk_size)
+    todo = [chunk_task(inp, c, a, b, parts) for c, a, b in chunks if not _chunk_path(parts, c).exists()]
     images = sum(t.num_images for t in todo)
-    specs = worker_specs(config, devices, meshes, workers, log_dir=parts / "logs")
+    local = assets_mod.local_dir(assets)  # --assets or $C3DI_ASSETS, passed on to remote workers
+    context = RenderContext(config, tuple(devices), tuple(meshes), workers,
+                            None if local is None else str(local.resolve()), parts / "logs")
     start = time.monotonic()
+    used = 0
     if todo:
         from tqdm import tqdm
 
         done_before = n * len(inp.streams) - images
         with tqdm(total=n * len(inp.streams), initial=done_before, unit="img", desc=f"rendering {out.name}",
                   disable=not progress, smoothing=0.1, dynamic_ncols=True) as bar:
-            WorkerPool(specs[:len(todo)]).run(todo, on_image=lambda: bar.update(1), on_done=lambda task, _: None)
+            used = backend.render(todo, context, on_image=bar.update, on_done=_store_chunk)
     seconds = time.monotonic() - start
     _assemble(inp, out, parts, [c for c, _, _ in chunks], chunk_size, settings, overwrite)
     shutil.rmtree(parts)
-    return JobResult(out, images, n * len(inp.streams), seconds, min(len(specs), len(todo)), devices[0].kind)
+    return JobResult(out, images, n * len(inp.streams), seconds, used, devices[0].kind)
+
+
+def chunk_ranges(n: int, chunk_size: int) -> list[tuple[int, int, int]]:
+    """``(chunk id, first row, stop row)`` of every chunk of an ``n``-sample job."""
+    return [(c, c * chunk_size, min(n, (c + 1) * chunk_size)) for c in range((n + chunk_size - 1) // chunk_size)]
+
+
+def chunk_task(inp: JobInput, chunk: int, start: int, stop: int, parts: Path) -> Task:
+    """The work unit of chunk ``chunk`` (rows ``start:stop`` of every stream), stored as its chunk file."""
+    return Task(key=chunk, classes=inp.classes[start:stop],
+                streams={k: z[start:stop] for k, z in inp.streams.items()}, path=str(_chunk_path(parts, chunk)))
+
+
+def _store_chunk(task: Task, images: dict[str, np.ndarray] | None) -> None:
+    """A chunk finished: backends whose workers cannot write ``task.path`` hand its images back to us."""
+    if images is not None and task.path is not None:
+        write_chunk(Path(task.path), images)
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    """What every backend needs to render a job's chunks."""
+
+    config: RenderConfig
+    devices: tuple[DeviceSpec, ...]
+    meshes: tuple[assets_mod.MeshAsset, ...]
+    workers: int | None
+    assets: str | None
+    """Absolute path of ``--assets`` / ``$C3DI_ASSETS``, or None (the cache); remote nodes resolve their own copy."""
+    log_dir: Path
+
+
+class RenderBackend(Protocol):
+    """Where a job's missing chunks are rendered."""
+
+    def render(self, tasks: Sequence[Task], context: RenderContext, on_image: Callable[[int], Any],
+               on_done: Callable[[Task, dict[str, np.ndarray] | None], None]) -> int:
+        """Render every task: ``on_image(k)`` as images finish, ``on_done(task, images)`` once per task
+        (``images`` None when the worker wrote ``task.path`` itself). Returns the number of workers used."""
+        ...
+
+
+class LocalBackend:
+    """Worker processes on this machine (``WorkerPool``): one per GPU, or ``--workers`` on the CPU."""
+
+    def render(self, tasks: Sequence[Task], context: RenderContext, on_image: Callable[[int], Any],
+               on_done: Callable[[Task, dict[str, np.ndarray] | None], None]) -> int:
+        specs = worker_specs(context.config, context.devices, context.meshes, context.workers,
+                             log_dir=context.log_dir)[:len(tasks)]
+        WorkerPool(specs).run(tasks, on_image=lambda: on_image(1), on_done=on_done)
+        return len(specs)
 
 
 def render_settings(config: RenderConfig, devices: Sequence[DeviceSpec],
