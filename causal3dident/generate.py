@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 
 from . import noise
+from . import codecs
 from .errors import ConfigError, DatasetFileError
 from .scm import SCM, Intervention, load_preset
 from .store import atomic_h5, open_dataset, read_config, write_core, write_pair_latents
@@ -159,13 +160,17 @@ def _concat(dst: h5py.File, sources: list[h5py.Dataset], name: str, block: int) 
     chunks = first.chunks if first.chunks and total >= first.chunks[0] else None
     if first.chunks and chunks is None and total > 0:
         chunks = (total, *first.chunks[1:])
-    out = dst.create_dataset(name, shape=(total, *first.shape[1:]), dtype=first.dtype, chunks=chunks,
-                             compression=first.compression, compression_opts=first.compression_opts,
-                             shuffle=first.shuffle)
+    lz4 = codecs.codec_of(first) == "lz4"  # re-encoded as LZ4-HC chunks, as the shards were
+    filters = codecs.filter_args("lz4") if lz4 else {
+        "compression": first.compression, "compression_opts": first.compression_opts, "shuffle": first.shuffle}
+    out = dst.create_dataset(name, shape=(total, *first.shape[1:]), dtype=first.dtype, chunks=chunks, **filters)
     out.attrs.update(dict(first.attrs))
     offset = 0
     for src in sources:
         for i in range(0, src.shape[0], block):
             rows = src[i:i + block]
-            out[offset + i: offset + i + len(rows)] = rows
+            if lz4:
+                codecs.write_images(out, offset + i, rows)
+            else:
+                out[offset + i: offset + i + len(rows)] = rows
         offset += src.shape[0]

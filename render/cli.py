@@ -49,11 +49,13 @@ _assets = click.option("--assets", type=click.Path(path_type=Path), default=None
 @click.option("--address", default=None, envvar="RAY_ADDRESS", show_envvar=True,
               help="With --backend ray: the cluster's address (HOST:PORT of 'ray start --head'); default: start "
                    "a local Ray instance with --workers (else all) CPUs.")
+@click.option("--compression", type=click.Choice(["gzip", "lz4"]), default="gzip", show_default=True,
+              help="Images: gzip (any HDF5 reader) or lz4 (loads ~1.6x faster; other HDF5 tools need hdf5plugin).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def render(source: Path | None, preset: str, n: int | None, seed: int, pairs: str | None,
            interventions: tuple[str, ...], resolution: int, quality: str, workers: int | None, device: str,
            out: Path, shard: int | None, num_shards: int | None, assets: Path | None, chunk_size: int,
-           overwrite: bool, backend: str, address: str | None, quiet: bool) -> None:
+           overwrite: bool, backend: str, address: str | None, compression: str, quiet: bool) -> None:
     """Render a dataset: latents sampled from --preset (--n), or those of an existing file SOURCE.
 
     Anchors go to /images, each transformation's views to /pairs/<name>/images. Killed jobs resume
@@ -79,13 +81,13 @@ def render(source: Path | None, preset: str, n: int | None, seed: int, pairs: st
         with RayBackend(address, num_cpus=workers, echo=lambda line: tqdm.write(line, file=sys.stderr)) as ray_jobs:
             result = run_job(inp, output_path(out, shard, num_shards), config, ray_jobs.devices(device),
                              workers=workers, assets=assets, chunk_size=chunk_size, overwrite=overwrite,
-                             progress=not quiet, backend=ray_jobs)
+                             progress=not quiet, backend=ray_jobs, compression=compression)
     else:
         if click.get_current_context().get_parameter_source("address") == click.core.ParameterSource.COMMANDLINE:
             raise ConfigError("--address is for --backend ray; add --backend ray, or drop --address")
         result = run_job(inp, output_path(out, shard, num_shards), config, select_devices(device),
                          workers=workers, assets=assets, chunk_size=chunk_size, overwrite=overwrite,
-                         progress=not quiet)
+                         progress=not quiet, compression=compression)
     rate = result.rendered / result.seconds if result.seconds > 0 else 0.0
     resumed = result.total - result.rendered
     click.echo(f"wrote {result.path}: {len(inp.latents)} samples x {len(inp.streams)} views = {result.total} "

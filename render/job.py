@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..codecs import filter_args, write_images
 from ..errors import ConfigError, DatasetFileError
 from ..generate import build_config, latents_for_config, shard_range, transformations_from_config
 from ..store import (atomic_h5, check_output, create_image_dataset, open_dataset, pair_names, read_config,
@@ -128,8 +129,9 @@ class JobResult:
 def run_job(inp: JobInput, out: Path, config: RenderConfig, devices: Sequence[DeviceSpec], *,
             workers: int | None = None, assets: str | os.PathLike[str] | None = None,
             chunk_size: int = DEFAULT_CHUNK_SIZE, overwrite: bool = False, progress: bool = True,
-            backend: RenderBackend | None = None) -> JobResult:
-    """Render every image of ``inp`` into the dataset file ``out``, resuming earlier work on it.
+            backend: RenderBackend | None = None, compression: str = "gzip") -> JobResult:
+    """Render every image of ``inp`` into the dataset file ``out``, resuming earlier work on it;
+    ``compression``: the images' codec, 'gzip' or 'lz4' (causal3dident.codecs).
 
     ``backend`` decides where the missing chunks are rendered (default: ``LocalBackend``, worker
     processes on this machine; ``ray_backend.RayBackend``: a Ray cluster). Everything else (the
@@ -137,6 +139,7 @@ def run_job(inp: JobInput, out: Path, config: RenderConfig, devices: Sequence[De
     """
     if chunk_size < 1:
         raise ConfigError(f"--chunk-size must be >= 1, got {chunk_size}")
+    filter_args(compression)  # an unknown codec fails before any rendering
     backend = LocalBackend() if backend is None else backend
     meshes = assets_mod.resolve(assets, progress=progress)
     settings = render_settings(config, devices, meshes)
@@ -166,7 +169,7 @@ def run_job(inp: JobInput, out: Path, config: RenderConfig, devices: Sequence[De
                   disable=not progress, smoothing=0.1, dynamic_ncols=True) as bar:
             used = backend.render(todo, context, on_image=bar.update, on_done=_store_chunk)
     seconds = time.monotonic() - start
-    _assemble(inp, out, parts, [c for c, _, _ in chunks], chunk_size, settings, overwrite)
+    _assemble(inp, out, parts, [c for c, _, _ in chunks], chunk_size, settings, overwrite, compression)
     shutil.rmtree(parts)
     return JobResult(out, images, n * len(inp.streams), seconds, used, devices[0].kind)
 
@@ -297,7 +300,7 @@ def _open_work_folder(parts: Path, manifest: Mapping[str, Any], overwrite: bool)
 
 
 def _assemble(inp: JobInput, out: Path, parts: Path, chunk_ids: Sequence[int], chunk_size: int,
-              settings: Mapping[str, Any], overwrite: bool) -> None:
+              settings: Mapping[str, Any], overwrite: bool, compression: str = "gzip") -> None:
     """Write the dataset file from the chunk files (atomically: a temporary name, then a rename)."""
     n, res = len(inp.latents), int(settings["resolution"])
     streams = list(inp.streams)
@@ -309,7 +312,8 @@ def _assemble(inp: JobInput, out: Path, parts: Path, chunk_ids: Sequence[int], c
         for name, (z, transformation) in sorted(inp.pairs.items()):
             write_pair_latents(f, name, z, transformation)
         targets = {name: create_image_dataset(f.require_group(os.path.dirname(name)) if "/" in name else f,
-                                              os.path.basename(name), n, res, res) for name in streams}
+                                              os.path.basename(name), n, res, res,
+                                              compression) for name in streams}
         for c in chunk_ids:
             path = _chunk_path(parts, c)
             try:
@@ -323,7 +327,7 @@ def _assemble(inp: JobInput, out: Path, parts: Path, chunk_ids: Sequence[int], c
                 if block.shape != (min(chunk_size, n - a), res, res, 3):
                     raise DatasetFileError(f"chunk {path} holds {name} of shape {block.shape}; delete it and "
                                            f"rerun the same command")
-                targets[name][a:a + len(block)] = block
+                write_images(targets[name], a, block)
         f.attrs["blender_version"] = blender_version()
         f.attrs["render_settings"] = json.dumps(dict(settings), sort_keys=True)
         f.attrs["num_rendered"] = n

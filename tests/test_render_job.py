@@ -118,6 +118,20 @@ def test_merged_shards_verify(shard_files: list[Path], tmp_path: Path) -> None:
     assert verify(merge_files(shard_files, tmp_path / "merged.h5")) == []
 
 
+def test_lz4_render_and_merge_hold_the_same_pixels(reference: Path, job: list[str], tmp_path: Path) -> None:
+    from causal3dident.codecs import codec_of
+
+    for i in range(2):
+        code, output = run_cli("render", *job, "--out", str(tmp_path), "--shard", str(i), "--num-shards", "2",
+                               "--compression", "lz4")
+        assert code == 0, output
+    merged = merge_files(sorted(tmp_path.glob("causal3dident-shard*.h5")), tmp_path / "merged.h5")
+    assert_same_data(reference, merged)
+    with h5py.File(merged) as f:
+        assert codec_of(f["images"]) == "lz4" and codec_of(f["pairs/hues/images"]) == "lz4"
+    assert verify(merged) == []
+
+
 def test_render_existing_latents_file(reference: Path, assets_dir: Path, tmp_path: Path) -> None:
     latents = tmp_path / "z.h5"
     assert run_cli("latents", "--n", "6", "--seed", "5", "--pairs", "hues", "--out", str(latents))[0] == 0
