@@ -29,7 +29,7 @@ from .evaluate import embed, evaluate
 from .methods import load_object, resolve_method
 from .settings import Setting
 from .tiers import Tier, tier_from_dict
-from .train import CHECKPOINT, StepCallback, Trainer
+from .train import CHECKPOINT, StepCallback, Trainer, autocast_dtype
 
 RESULTS = "results.csv"
 RECORD = "run.json"
@@ -74,7 +74,7 @@ def run_benchmark(setting: Setting, tier: Tier, seed: int, data: str | os.PathLi
         "method": name, "method_spec": method or "simclr", "encoder": encoder, "setting": setting.to_dict(),
         "tier": tier.to_dict(), "seed": seed, "dataset": data_.info, "package_version": package_version(),
         "torch_version": torch.__version__, "python": platform.python_version(), "device": str(dev),
-        "mixed_precision": "bf16" if dev.type == "cuda" else None, "channels_last": True,
+        "mixed_precision": "bf16" if autocast_dtype(tier.train.precision, dev) else None, "channels_last": True,
         "started": utc_now(),
     }
     started = time.perf_counter()

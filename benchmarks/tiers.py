@@ -18,6 +18,7 @@ from causal3dident.errors import ConfigError
 ENCODERS = ("resnet18", "convnet")
 POOLS = ("avg", "flatten")
 SCHEDULES = ("constant", "cosine")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class TrainConfig:
     max_samples: int | None = None
     checkpoint_every: int = 5000
     log_every: int = 500
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; bf16 on CPU pays off with AMX
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,7 @@ def _validate(tier: Tier) -> None:
         (tier.model.encoder in ENCODERS, f"model.encoder must be one of {', '.join(ENCODERS)}"),
         (tier.model.pool in POOLS, f"model.pool must be one of {', '.join(POOLS)}"),
         (tier.train.schedule in SCHEDULES, f"train.schedule must be one of {', '.join(SCHEDULES)}"),
+        (tier.train.precision in PRECISIONS, f"train.precision must be one of {', '.join(PRECISIONS)}"),
         (tier.resolution >= 8, "resolution must be at least 8 pixels"),
         (tier.train.batch_size >= 2, "train.batch_size must be at least 2"),
         (tier.train.steps >= 1 and tier.train.checkpoint_every >= 1, "train.steps and checkpoint_every must be >= 1"),

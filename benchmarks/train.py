@@ -4,7 +4,8 @@ Randomness is a function of (seed, step): batch order from (seed, epoch), augmen
 from (seed, step), model initialisation from seed; a resumed run therefore continues the very
 same sequence. Checkpoints hold model, optimiser, scheduler, step and the global RNG states and
 are loaded with ``weights_only=True``. Convolutions run channels_last (on CPU too: 2-3x faster with
-oneDNN for these encoders); on CUDA also bf16 autocast.
+oneDNN for these encoders); ``train.precision`` picks bf16 autocast (default on CUDA; on CPUs with
+AMX or AVX512-BF16 it is opt-in) or float32.
 """
 
 from __future__ import annotations
@@ -45,6 +46,15 @@ def final_embedding(output: Any) -> torch.Tensor:
     return output[-1] if isinstance(output, (tuple, list)) else output
 
 
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype ``train.precision`` asks for on ``device`` (None: float32 throughout)."""
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    if precision == "bf16" and device.type == "cpu" and not torch.backends.mkldnn.is_available():
+        raise ConfigError("train.precision=bf16 on CPU needs PyTorch built with oneDNN; use train.precision=fp32")
+    return torch.bfloat16 if precision == "bf16" else None
+
+
 def make_scheduler(optimizer: torch.optim.Optimizer, tier: Tier) -> torch.optim.lr_scheduler.LambdaLR:
     """Constant, or linear warm-up then cosine decay to zero over ``train.steps``."""
     warmup, total, kind = tier.train.warmup_steps, tier.train.steps, tier.train.schedule
@@ -68,6 +78,7 @@ class Trainer:
         self.device = device
         self.fingerprint = fingerprint
         self.cuda = device.type == "cuda"
+        self.autocast = autocast_dtype(tier.train.precision, device)
         self.model = model.to(device, memory_format=torch.channels_last)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tier.train.lr,
                                           weight_decay=tier.train.weight_decay)
@@ -158,7 +169,7 @@ class Trainer:
 
     def _step(self, v1: torch.Tensor, v2: torch.Tensor) -> float:
         """One optimisation step on a pair of view batches; returns the loss."""
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cuda):
+        with torch.autocast(self.device.type, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
             z1 = final_embedding(self.model(v1))
             z2 = final_embedding(self.model(v2))
         loss = self.method.loss(z1.float(), z2.float())

@@ -137,3 +137,17 @@ def test_sweep_skips_finished_runs(synthetic_h5, tmp_path):
     assert first.exit_code == 0, first.output
     second = bench(*args)
     assert second.output.count("finished, skipped") == 2
+
+
+def test_bf16_precision_trains_on_cpu_and_is_recorded(synthetic_h5, tmp_path):
+    result = bench("run", "--setting", "lt_hues", "--tier", "smoke", "--data", str(synthetic_h5),
+                   "--out", str(tmp_path), "--device", "cpu", "--set", "train.precision=bf16")
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "smoke" / "simclr" / "lt_hues" / "seed0" / "run.json").read_text())
+    assert record["mixed_precision"] == "bf16" and record["tier"]["train"]["precision"] == "bf16"
+    assert np.isfinite(record["train"]["final_loss"])
+
+
+def test_unknown_precision_is_a_config_error():
+    with pytest.raises(ConfigError, match="train.precision must be one of auto, fp32, bf16"):
+        load_tier("smoke", ["train.precision=fp16"])

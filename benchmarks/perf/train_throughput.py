@@ -1,7 +1,8 @@
 """Training throughput (images/s) of the benchmark's pipeline against a baseline built like the original.
 
 Ours: the whole training set in memory as uint8 (on the GPU when it fits), batched augmentations
-with per-sample parameters, bf16 autocast and channels_last on CUDA. Baseline, as the original
+with per-sample parameters, channels_last, timed in float32 and, where the hardware does it natively
+(CUDA, or a CPU with AMX / AVX512-BF16), with bf16 autocast (``train.precision``). Baseline, as the original
 ``ssl_identifiability`` code: a Dataset that reads each image from the file per item, PIL
 transforms (RandomResizedCrop, flip, ColorJitter, grayscale, ToTensor, Normalize) twice per item
 in DataLoader workers, float32 NCHW. Same data, encoder, loss, batch size and machine; one run.
@@ -156,8 +157,9 @@ def main() -> None:
     device = pick_device(args.device)
     setting = load_settings()[args.setting]
     steps = args.warmup + args.steps
-    tier = load_tier(args.tier, [*args.overrides, f"train.steps={steps}", f"train.log_every={steps}",
-                                 f"train.checkpoint_every={steps + 1}"])
+    overrides = [*args.overrides, f"train.steps={steps}", f"train.log_every={steps}",
+                 f"train.checkpoint_every={steps + 1}"]
+    tier = load_tier(args.tier, overrides)
     with tempfile.TemporaryDirectory() as tmp:
         path = args.data
         if path is None:
@@ -167,12 +169,24 @@ def main() -> None:
             path = make_synthetic_dataset(Path(tmp) / "perf.h5", n=n, resolution=tier.resolution, pairs=(), seed=0)
         print(f"device {device}, torch threads {torch.get_num_threads()}, tier {tier.name} ({tier.resolution} px, "
               f"{tier.model.encoder}, batch {tier.train.batch_size}), setting {setting.id}, data {path}")
-        ours, making = time_ours(path, setting, tier, args.warmup, device)
-        print(f"ours:     {ours:8.1f} images/s (making views, on a second thread: {making:.0%} of the wall time)")
+        ours: dict[str, float] = {}
+        for precision in precisions(device):
+            with_precision = load_tier(args.tier, [*overrides, f"train.precision={precision}"])
+            ours[precision], making = time_ours(path, setting, with_precision, args.warmup, device)
+            print(f"ours ({precision}): {ours[precision]:8.1f} images/s (making views, on a second thread: "
+                  f"{making:.0%} of the wall time)")
         base, waiting = time_baseline(path, setting, tier, args.warmup, device, args.workers)
-        print(f"baseline: {base:8.1f} images/s ({args.workers} DataLoader workers, PIL, float32; "
+        print(f"baseline (fp32): {base:8.1f} images/s ({args.workers} DataLoader workers, PIL; "
               f"{waiting:.0%} of the time waiting for data)")
-    print(f"ratio:    {ours / base:8.2f}x")
+    for precision, rate in ours.items():
+        print(f"ratio ({precision}): {rate / base:8.2f}x")
+
+
+def precisions(device: torch.device) -> list[str]:
+    """fp32, plus bf16 where the device computes in it natively."""
+    native = device.type == "cuda" or (torch.backends.mkldnn.is_available()
+                                       and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return ["fp32", "bf16"] if native else ["fp32"]
 
 
 if __name__ == "__main__":
