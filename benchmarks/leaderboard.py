@@ -126,7 +126,7 @@ def render_markdown(rows: Sequence[dict[str, str]], layer: str = "final", probe:
     groups = factor_values(rows, layer, probe)
     lines = ["# Leaderboard", "",
              f"Layer `{layer}`; latents by `{probe}` R^2 on held-out samples, class by logistic-regression "
-             f"accuracy. Each cell: ours, mean +/- std over seeds; in brackets the paper's Table 1 value and "
+             f"accuracy. Each cell: ours, mean +/- std over seeds (the value alone for one seed); in brackets the paper's Table 1 value and "
              f"ours minus the paper's. Positions and rotations are averaged over their axes, as in Table 1.", ""]
     for (method, tier), per_setting in sorted(groups.items()):
         cells = table_cells(per_setting)
@@ -146,7 +146,7 @@ def render_markdown(rows: Sequence[dict[str, str]], layer: str = "final", probe:
                 if cell is None:
                     row.append("")
                     continue
-                text = f"{cell.mean:.2f} ± {cell.std:.2f}"
+                text = f"{cell.mean:.2f} ± {cell.std:.2f}" if cell.seeds > 1 else f"{cell.mean:.2f}"
                 if setting in paper:
                     ref = paper[setting][col]
                     text += f" ({ref:.2f}, {cell.mean - ref:+.2f})"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 from causal3dident.benchmarks.leaderboard import COLUMNS, factor_values, paper_table, render_markdown, table_cells
 from causal3dident.benchmarks.runner import write_results
 
@@ -37,6 +40,8 @@ def test_markdown_sets_rows_beside_the_paper_with_spearman(tmp_path):
     assert "rho = 1.00" in text
     assert "| da_colour | DA: colour distortion | 0.42 ± 0.00 (0.42, +0.00) |" in text
     assert text.index("| da_colour |") < text.index("| lt_hues |") < text.index("| lt_rotations_hues |")
+    one_seed = render_markdown(rows_like_the_paper({0: 0.0}))
+    assert "| da_colour | DA: colour distortion | 0.42 (0.42, +0.00) |" in one_seed and "±" not in one_seed
 
 
 def test_other_layers_and_probes_are_kept_apart():
@@ -44,3 +49,13 @@ def test_other_layers_and_probes_are_kept_apart():
     rows = [dict(r, layer="hidden", value="0.5") for r in rows] + rows
     cells = table_cells(factor_values(rows, "hidden", "kernel_ridge")[("simclr", "paper")])
     assert cells["da_colour"]["hue_bg_r2"].mean == 0.5
+
+
+def test_committed_leaderboard_is_rendered_from_the_committed_mini_rows():
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    with (root / "results" / "mini.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["setting"] for r in rows} == set(paper_table()) and {r["tier"] for r in rows} == {"mini"}
+    text = render_markdown(rows, images={("simclr", "mini"): "LEADERBOARD_simclr_mini.png"})
+    assert text == (root / "LEADERBOARD.md").read_text()
+    assert (root / "LEADERBOARD_simclr_mini.png").is_file()
