@@ -126,8 +126,9 @@ def render_markdown(rows: Sequence[dict[str, str]], layer: str = "final", probe:
     groups = factor_values(rows, layer, probe)
     lines = ["# Leaderboard", "",
              f"Layer `{layer}`; latents by `{probe}` R^2 on held-out samples, class by logistic-regression "
-             f"accuracy. Each cell: ours, mean +/- std over seeds (the value alone for one seed); in brackets the paper's Table 1 value and "
-             f"ours minus the paper's. Positions and rotations are averaged over their axes, as in Table 1.", ""]
+             f"accuracy. Each cell: ours, mean +/- std over seeds (the value alone for one seed); in brackets "
+             f"the paper's Table 1 value and ours minus the paper's. Positions and rotations are averaged over "
+             f"their axes, as in Table 1.", ""]
     for (method, tier), per_setting in sorted(groups.items()):
         cells = table_cells(per_setting)
         rho, p, n = spearman_with_paper(cells)

@@ -169,7 +169,7 @@ class Trainer:
 
     def _step(self, v1: torch.Tensor, v2: torch.Tensor) -> float:
         """One optimisation step on a pair of view batches; returns the loss."""
-        with torch.autocast(self.device.type, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
+        with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
             z1 = final_embedding(self.model(v1))
             z2 = final_embedding(self.model(v2))
         loss = self.method.loss(z1.float(), z2.float())

@@ -17,6 +17,7 @@ import argparse
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the c3di bench CLI; both pipelines run with it
@@ -110,10 +111,7 @@ def time_baseline(path: Path, setting: Setting, tier: Tier, warmup: int, device:
     dataset = OriginalStyleDataset(path, count, pil_transform(setting, tier.resolution, source_size))
     loader = torch.utils.data.DataLoader(dataset, batch_size=tier.train.batch_size, shuffle=True, num_workers=workers,
                                          pin_memory=device.type == "cuda", drop_last=True, persistent_workers=True)
-    torch.manual_seed(0)
-    model = build_encoder(tier.model, tier.resolution).to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=tier.train.lr)
-    method = SimCLR(tier.train.temperature)
+    step = plain_step(tier, device)
     done, t0, waiting = 0, 0.0, 0.0
     while done < tier.train.steps:
         batches = iter(loader)
@@ -127,36 +125,44 @@ def time_baseline(path: Path, setting: Setting, tier: Tier, warmup: int, device:
                 break
             if done >= warmup:
                 waiting += time.perf_counter() - t
-            x1, x2 = (x.to(device, non_blocking=True) for x in batch)
-            loss = method.loss(model(x1)[1], model(x2)[1])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            step(*(x.to(device, non_blocking=True) for x in batch))
             done += 1
     _sync(device)
     elapsed = time.perf_counter() - t0
     return (tier.train.steps - warmup) * 2 * tier.train.batch_size / elapsed, waiting / elapsed
 
 
-def time_encoder_only(tier: Tier, steps: int, warmup: int, device: torch.device, precision: str) -> float:
-    """Images/s of encoder + loss + Adam on fixed tensors: the ceiling any data pipeline can reach here."""
+def plain_step(tier: Tier, device: torch.device, channels_last: bool = False,
+               precision: str = "fp32") -> Callable[[torch.Tensor, torch.Tensor], None]:
+    """One SimCLR step (encoder, loss, Adam) on a pair of view batches, outside the harness's Trainer."""
     torch.manual_seed(0)
-    model = build_encoder(tier.model, tier.resolution).to(device, memory_format=torch.channels_last).train()
+    memory_format = torch.channels_last if channels_last else torch.preserve_format
+    model = build_encoder(tier.model, tier.resolution).to(device, memory_format=memory_format).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=tier.train.lr)
     method = SimCLR(tier.train.temperature)
-    shape = (tier.train.batch_size, 3, tier.resolution, tier.resolution)
-    x1, x2 = (torch.randn(shape, device=device).contiguous(memory_format=torch.channels_last) for _ in range(2))
-    t0 = 0.0
-    for step in range(warmup + steps):
-        if step == warmup:
-            _sync(device)
-            t0 = time.perf_counter()
+
+    def step(x1: torch.Tensor, x2: torch.Tensor) -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             z1, z2 = model(x1)[1], model(x2)[1]
         loss = method.loss(z1.float(), z2.float())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+
+    return step
+
+
+def time_encoder_only(tier: Tier, steps: int, warmup: int, device: torch.device, precision: str) -> float:
+    """Images/s of encoder + loss + Adam on fixed tensors: the ceiling any data pipeline can reach here."""
+    step = plain_step(tier, device, channels_last=True, precision=precision)
+    shape = (tier.train.batch_size, 3, tier.resolution, tier.resolution)
+    x1, x2 = (torch.randn(shape, device=device).contiguous(memory_format=torch.channels_last) for _ in range(2))
+    t0 = 0.0
+    for k in range(warmup + steps):
+        if k == warmup:
+            _sync(device)
+            t0 = time.perf_counter()
+        step(x1, x2)
     _sync(device)
     return steps * 2 * tier.train.batch_size / (time.perf_counter() - t0)
 
