@@ -36,8 +36,8 @@ RAY = str(BIN / "ray")
 C3DI = str(BIN / "c3di")
 COMMON = ["--resolution", "32", "--quality", "preview", "--device", "cpu", "--quiet"]
 JOB = ["--n", "16", "--seed", "5", "--pairs", "hues", *COMMON]
-# Long enough (400 images, a chunk each) that killing a node after two chunks leaves work for it
-# even on an idle machine, where the 16-sample job finishes before the kill lands.
+# Long enough (200 chunks of one sample and its view) that the worker node's actor is still busy
+# when the test kills its node, even on an idle machine.
 NODE_JOB = ["--n", "200", "--seed", "6", "--pairs", "hues", *COMMON]
 # Ray >= 2.5x turns token authentication on when ~/.ray/auth_token exists: give the test clusters and
 # their drivers their own token so the tests neither depend on nor touch the user's.
@@ -121,6 +121,10 @@ class Cluster:
         """Processes of this cluster whose command line starts with ``title`` (e.g. 'ray::RenderActor')."""
         return [pid for pid, cmd in self.members().items() if cmd.startswith(title)]
 
+    def worker_node_busy(self, title: str) -> bool:
+        """Whether a process of the worker node (the second session) runs ``title``, e.g. 'ray::RenderActor.render'."""
+        return any(cmd.startswith(title) and os.getsid(pid) == self.sessions[1] for pid, cmd in self.members().items())
+
     def worker_node_raylet(self) -> int:
         """The raylet of the worker node (started in the second session)."""
         for pid, cmd in self.members().items():
@@ -159,14 +163,18 @@ def driver(*args: str, assets: Path | None = None) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE, text=True)
 
 
-@pytest.fixture(scope="module")
-def reference(assets_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The job rendered by the local backend."""
-    out = tmp_path_factory.mktemp("local") / "local.h5"
-    result = CliRunner().invoke(main, ["render", *JOB, "--assets", str(assets_dir), "--out", str(out)],
+def render_locally(job: list[str], assets: Path, out: Path) -> Path:
+    """``job`` rendered by the local backend into ``out``."""
+    result = CliRunner().invoke(main, ["render", *job, "--assets", str(assets), "--out", str(out)],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture(scope="module")
+def reference(assets_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The job rendered by the local backend."""
+    return render_locally(JOB, assets_dir, tmp_path_factory.mktemp("local") / "local.h5")
 
 
 @pytest.mark.render
@@ -254,19 +262,19 @@ def test_errors_are_one_line_and_name_the_fix(monkeypatch: pytest.MonkeyPatch, t
 @pytest.mark.render
 def test_render_survives_losing_a_node(assets_dir: Path, tmp_path: Path) -> None:
     """SIGKILL the worker node's raylet mid-job: its actor's chunk is rendered again on the head."""
-    local = tmp_path / "local.h5"
-    result = CliRunner().invoke(main, ["render", *NODE_JOB, "--assets", str(assets_dir), "--out", str(local)],
-                                catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    local = render_locally(NODE_JOB, assets_dir, tmp_path / "local.h5")
     out = tmp_path / "node.h5"
-    parts = tmp_path / "node.h5.parts"
     with Cluster() as own:
         proc = driver("render", *NODE_JOB, "--chunk-size", "1", "--backend", "ray", "--address", own.address,
                       "--out", str(out), assets=assets_dir)
         try:
+            # kill only once the worker node's actor has built its scene and holds a chunk: a kill while
+            # it is still starting is a failed start (restarted quietly), not a lost chunk
             deadline = time.monotonic() + 120
-            while len(list(parts.glob("chunk-*.npz"))) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            while not own.worker_node_busy("ray::RenderActor.render") and proc.poll() is None \
+                    and time.monotonic() < deadline:
                 time.sleep(0.02)
+            assert proc.poll() is None, "the job ended before the worker node's actor rendered a chunk"
             os.kill(own.worker_node_raylet(), signal.SIGKILL)
             stdout, stderr = proc.communicate(timeout=300)
         finally:
