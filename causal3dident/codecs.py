@@ -23,6 +23,7 @@ CODECS = ("gzip", "lz4")
 GZIP_ARGS: dict[str, Any] = {"compression": "gzip", "compression_opts": 6}
 LZ4_BLOCK = 1 << 30
 """Block size the LZ4 filter records: larger than any image, so a chunk is one block (hdf5plugin's default)."""
+_LZ4_HEAD = struct.Struct(">QII")  # original size, block size, size of the first compressed block
 
 
 def load_filter_plugins() -> bool:
@@ -60,20 +61,24 @@ def lz4_encode(raw: bytes) -> bytes:
     return struct.pack(">QI", len(raw), LZ4_BLOCK) + struct.pack(">I", len(block)) + block
 
 
-def lz4_decode(data: bytes, size: int) -> bytes:
-    """The ``size`` bytes of a chunk in the LZ4 filter's framing (any block size, as hdf5plugin writes it)."""
+def lz4_decode(data: bytes | memoryview, size: int) -> bytearray:
+    """The ``size`` bytes of a chunk in the LZ4 filter's framing (any block size, as hdf5plugin writes it), in a
+    new writable buffer (so tensors can share it)."""
     lz4_block = _lz4()
-    total, block_size = struct.unpack_from(">QI", data, 0)
+    total, block_size, n = _LZ4_HEAD.unpack_from(data, 0)
     if total != size:
         raise ValueError(f"LZ4 chunk holds {total} bytes, expected {size}")
-    out, pos = [], 12
-    while sum(map(len, out)) < total:
+    if n == len(data) - 16 and n < total:  # one compressed block, as this package writes every image
+        return lz4_block.decompress(data[16:], uncompressed_size=total, return_bytearray=True)
+    out, pos, done = [], 12, 0
+    while done < total:
         n = struct.unpack_from(">I", data, pos)[0]
-        expect = min(block_size, total - sum(map(len, out)))
+        expect = min(block_size, total - done)
         piece = data[pos + 4: pos + 4 + n]
-        out.append(piece if n == expect else lz4_block.decompress(piece, uncompressed_size=expect))
-        pos += 4 + n
-    return out[0] if len(out) == 1 else b"".join(out)
+        out.append(bytearray(piece) if n == expect else
+                   lz4_block.decompress(piece, uncompressed_size=expect, return_bytearray=True))
+        pos, done = pos + 4 + n, done + expect
+    return out[0] if len(out) == 1 else bytearray().join(out)
 
 
 def write_images(ds: h5py.Dataset, start: int, images: np.ndarray) -> None:

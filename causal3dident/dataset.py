@@ -8,6 +8,7 @@ with multi-worker (fork or spawn, persistent) DataLoaders. ``__getitems__`` read
 
 from __future__ import annotations
 
+import mmap
 import os
 import zlib
 from collections.abc import Callable, Sequence
@@ -167,8 +168,7 @@ class Causal3DIdent(VisionDataset):
     def __getitems__(self, indices: Sequence[int]) -> list[tuple[Any, ...]]:
         """Samples at ``indices``, reading the images of the whole batch at once (DataLoader calls this)."""
         idx = self._positions(indices)
-        planar = self.image_format == "tensor"  # decode straight into [B, 3, H, W]
-        first = self._images(self.source.read(idx, channels_first=planar))
+        first = self._images(self.source.read(idx))
         second_idx, z_tilde = idx, None
         if self.pair_spec is None:
             views: list[tuple[Any, ...]] = [(img,) for img in first]
@@ -177,12 +177,12 @@ class Causal3DIdent(VisionDataset):
             views = [self._da(img) for img in first]
         else:
             if self.pair_spec.mode == "exact":
-                second = self.source.read(idx, f"pairs/{self.pair_spec.name}/images", planar)
+                second = self.source.read(idx, f"pairs/{self.pair_spec.name}/images")
                 z_tilde = self.source.pair_latents[self.pair_spec.name][idx]
             else:
                 z_tilde = self.z_tilde(idx)
                 second_idx = self._neighbour_index().query(z_tilde, self.targets[idx], exclude=idx)
-                second = self.source.read(second_idx, channels_first=planar)
+                second = self.source.read(second_idx)
             views = list(zip(first, self._images(second)))
         targets = self._targets(idx, second_idx, z_tilde)
         return [self._finish(v, t) for v, t in zip(views, targets)]
@@ -194,12 +194,16 @@ class Causal3DIdent(VisionDataset):
             raise IndexError(f"index out of range for a dataset of {n} samples: {indices}")
         return np.where(idx < 0, idx + n, idx)
 
-    def _images(self, batch: np.ndarray) -> list[Any]:
-        """A batch as B uint8 [3, H, W] ``tv_tensors.Image`` (from [B, 3, H, W]) or B PIL images (from [B, H, W, 3])."""
+    def _images(self, batch: Sequence[np.ndarray]) -> list[Any]:
+        """Images [H, W, 3] as uint8 [3, H, W] ``tv_tensors.Image`` or as PIL images.
+
+        The tensors are views of the decoded pixels with channels-last strides (no transposing copy here):
+        ``channels_last_collate`` batches them with one plain copy, the default collate with one transposing copy.
+        """
         if self.image_format == "tensor":
             from torchvision import tv_tensors
 
-            return [image.as_subclass(tv_tensors.Image) for image in torch.from_numpy(batch)]
+            return [torch.from_numpy(image).permute(2, 0, 1).as_subclass(tv_tensors.Image) for image in batch]
         from PIL import Image
 
         return [Image.fromarray(image) for image in batch]
@@ -313,7 +317,7 @@ class H5Source:
         self.description = f"HDF5 file {path}" + (" (in memory)" if in_memory else "")
         self.cache_anchor = path
         self._file: h5py.File | None = None
-        self._fd = -1
+        self._bytes: memoryview | None = None
         self._pid = -1
         self._chunks: dict[str, RawChunks | None] = {}
 
@@ -331,22 +335,23 @@ class H5Source:
     def prepare(self, dataset: str) -> RawChunks | None:
         """Locate the chunks of ``dataset`` once (in the main process, so workers inherit the table)."""
         if self._memory is None and dataset not in self._chunks:
-            self._chunks[dataset] = RawChunks.locate(self._h5()[dataset])
+            self._chunks[dataset] = RawChunks.locate(self._h5()[dataset], self.path)
         return self._chunks.get(dataset)
 
-    def read(self, indices: np.ndarray, dataset: str = "images", channels_first: bool = False) -> np.ndarray:
-        """uint8 images at ``indices`` (any order, repeats allowed): [B, H, W, 3], or [B, 3, H, W]."""
+    def read(self, indices: np.ndarray, dataset: str = "images") -> np.ndarray | list[np.ndarray]:
+        """uint8 images at ``indices`` (any order, repeats allowed): [B, H, W, 3], or a list of B [H, W, 3]."""
         if self._memory is not None:
-            return planar(self._memory[dataset][indices], channels_first)
+            return self._memory[dataset][indices]
         chunks = self.prepare(dataset)
         if chunks is not None:
             self._h5()
-            return chunks.read(self._fd, indices, channels_first)
+            assert self._bytes is not None
+            return chunks.read(self._bytes, indices)
         ds = self._h5()[dataset]
         out = np.empty((len(indices), *ds.shape[1:]), dtype=ds.dtype)
         for k, i in enumerate(indices):  # one read per image: h5py's fancy indexing is far slower
             out[k] = ds[int(i)]
-        return planar(out, channels_first)
+        return out
 
     def read_range(self, lo: int, hi: int) -> np.ndarray:
         return self._memory["images"][lo:hi] if self._memory is not None else self._h5()["images"][lo:hi]
@@ -354,15 +359,19 @@ class H5Source:
     def _h5(self) -> h5py.File:
         if self._file is None or self._pid != os.getpid():
             self._file = h5py.File(self.path, "r")  # checked at construction; reopened in each worker
-            self._fd = os.open(self.path, os.O_RDONLY)
+            with open(self.path, "rb") as fh:  # the mapping outlives the descriptor
+                self._bytes = memoryview(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ))
             self._pid = os.getpid()
         return self._file
 
     def close(self) -> None:
         if self._file is not None and self._pid == os.getpid():
             self._file.close()
-            os.close(self._fd)
-        self._file, self._fd = None, -1
+            if self._bytes is not None:
+                mapping = self._bytes.obj
+                self._bytes.release()
+                mapping.close()  # type: ignore[union-attr]
+        self._file, self._bytes = None, None
 
     def stats(self) -> _stats.DatasetStats:
         """Stats from the file or its sidecar; else computed, then stored in the file (or a sidecar)."""
@@ -377,12 +386,12 @@ class H5Source:
         return result
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_file": None, "_fd": -1, "_pid": -1}
+        return {**self.__dict__, "_file": None, "_bytes": None, "_pid": -1}
 
 
 @dataclass(frozen=True)
 class RawChunks:
-    """Where each image's compressed bytes lie in the file, so a read is one ``pread`` and one inflate.
+    """Where each image's compressed bytes lie in the file, so a read is one inflate from the mapped file.
 
     Applies to the layout ``store.create_image_dataset`` writes: one image per chunk, deflate (gzip), LZ4
     or no filter, every chunk written. Reading the bytes directly skips HDF5's per-read machinery, which
@@ -396,8 +405,12 @@ class RawChunks:
     codec: str  # 'gzip', 'lz4' or 'none' (causal3dident.codecs.codec_of)
 
     @classmethod
-    def locate(cls, ds: h5py.Dataset) -> RawChunks | None:
-        """The chunk table of ``ds``, or None if its layout is another (then h5py reads it)."""
+    def locate(cls, ds: h5py.Dataset, path: Path) -> RawChunks | None:
+        """The chunk table of ``ds`` in the file at ``path``, or None if its layout is another (then h5py reads it).
+
+        Raises ``DatasetFileError`` if a chunk lies past the end of the file (a truncated copy): found now,
+        not as a crash in a worker.
+        """
         codec = codecs.codec_of(ds)
         if ds.chunks != (1, *ds.shape[1:]) or codec is None:
             return None
@@ -412,31 +425,39 @@ class RawChunks:
             return None
         if (table[:, 0] < 0).any():
             return None  # unwritten chunks: h5py returns their fill value
+        end, size = int((table[:, 0] + table[:, 1]).max()), path.stat().st_size
+        if end > size:
+            raise DatasetFileError(f"{path} is truncated: its images need {end} bytes, the file has {size}; it was "
+                                   f"cut short while copying or writing: copy it again or re-run the command that "
+                                   f"made it")
         return cls(table, tuple(ds.shape[1:]), ds.dtype, codec)
 
-    def read(self, fd: int, indices: np.ndarray, channels_first: bool = False) -> np.ndarray:
-        """Images [B, H, W, C], or the same memory viewed as [B, C, H, W] (see :func:`planar`)."""
-        height, width, channels = self.shape
-        out = np.empty((len(indices), *self.shape), self.dtype)
-        nbytes = height * width * channels * self.dtype.itemsize
-        inflate = {"gzip": inflater(nbytes), "lz4": lambda raw: codecs.lz4_decode(raw, nbytes)}.get(self.codec)
-        for k, (offset, size, mask) in enumerate(self.table[indices].tolist()):
-            raw = os.pread(fd, size, offset)
-            out[k] = np.frombuffer(inflate(raw) if inflate and not mask & 1 else raw, self.dtype).reshape(self.shape)
-        return planar(out, channels_first)
+    def read(self, data: memoryview, indices: np.ndarray) -> list[np.ndarray]:
+        """Images [H, W, C] at ``indices``, each in its own writable buffer, decoded from the mapped file ``data``."""
+        nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
+        decode = {"gzip": inflater(nbytes), "lz4": lambda raw: codecs.lz4_decode(raw, nbytes)}.get(self.codec,
+                                                                                               bytearray)
+        return [np.frombuffer(bytearray(data[offset:offset + size]) if mask & 1 else
+                              decode(data[offset:offset + size]), self.dtype).reshape(self.shape)
+                for offset, size, mask in self.table[indices].tolist()]
 
 
-def inflater(size: int) -> Callable[[bytes], bytes | bytearray]:
-    """A function inflating a zlib stream of ``size`` bytes: libdeflate's if installed, else zlib's."""
+def inflater(size: int) -> Callable[[memoryview], bytearray]:
+    """A function inflating a zlib stream to ``size`` bytes: libdeflate's if installed, else zlib's."""
     try:
         import deflate
     except ImportError:
-        return zlib.decompress
+        return zlib_inflate
 
-    def inflate(raw: bytes) -> bytearray:
+    def inflate(raw: memoryview) -> bytearray:
         return deflate.zlib_decompress(raw, size)
 
     return inflate
+
+
+def zlib_inflate(raw: memoryview) -> bytearray:
+    """A zlib stream inflated by zlib, in a writable buffer."""
+    return bytearray(zlib.decompress(raw))
 
 
 class PNGSource:
@@ -467,8 +488,8 @@ class PNGSource:
         raise DatasetFileError(f"{self.path}: the original layout has no rendered pairs; use pairs='nearest:{name}' "
                                f"(the paper's method)")
 
-    def read(self, indices: np.ndarray, dataset: str = "images", channels_first: bool = False) -> np.ndarray:
-        return planar(self._memory[indices] if self._memory is not None else self.split.read(indices), channels_first)
+    def read(self, indices: np.ndarray, dataset: str = "images") -> np.ndarray:
+        return self._memory[indices] if self._memory is not None else self.split.read(indices)
 
     def read_range(self, lo: int, hi: int) -> np.ndarray:
         return self.read(np.arange(lo, hi))
@@ -482,13 +503,6 @@ class PNGSource:
         result = _stats.compute(self.read_range, len(self.latents), self.classes)
         _stats.write_sidecar(self.cache_anchor, result, key)
         return result
-
-
-def planar(batch: np.ndarray, channels_first: bool) -> np.ndarray:
-    """[B, H, W, C] as is, or viewed as [B, C, H, W] without copying (channels-last strides, as
-    ``torch.channels_last``): the DataLoader's collate copies each batch once anyway, so a transposing copy
-    here would be a second full pass over the pixels."""
-    return batch.transpose(0, 3, 1, 2) if channels_first else batch
 
 
 def _stats_key(source: H5Source | PNGSource) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from causal3dident import Causal3DIdent
+from causal3dident.dataset import RawChunks
 from causal3dident.errors import DatasetFileError
 from causal3dident.generate import build_config, write_latents_file
 from causal3dident.testing import make_synthetic_dataset
@@ -46,6 +47,15 @@ def test_foreign_truncated_and_incomplete_files(synthetic_h5, tmp_path) -> None:
     with h5py.File(tmp_path / "half.h5", "r+") as f:
         f.attrs["complete"] = False
     _raises("incomplete", tmp_path / "half.h5")
+
+
+def test_chunks_past_the_end_of_the_file_are_reported(synthetic_h5, tmp_path) -> None:
+    short = tmp_path / "short.h5"
+    short.write_bytes(b"\0" * 1000)
+    with h5py.File(synthetic_h5) as f:
+        assert RawChunks.locate(f["images"], synthetic_h5) is not None
+        with pytest.raises(DatasetFileError, match="short.h5 is truncated: its images need .* the file has 1000;"):
+            RawChunks.locate(f["images"], short)
 
 
 def test_file_without_images_or_with_a_partial_render(synthetic_h5, tmp_path) -> None:

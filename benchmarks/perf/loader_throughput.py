@@ -4,18 +4,23 @@ One run, the same images both ways, at 64 and 224 px: the images are written as 
 PNG folder (``original_layout.write_split``), converted to HDF5 with ``c3di convert``'s code (so the
 file has ``store.create_image_dataset``'s chunking and compression), and both are read for whole epochs:
 
+- ``png``: the original loader's work per item (open the PNG, PIL decode, to an RGB uint8 tensor) with
+  the DataLoader's default collate; the baseline of every ratio. ``png, channels-last collate`` is
+  the same with ``channels_last_collate``, printed to show what the collate alone gives the baseline;
 - ``hdf5 gzip``: ``Causal3DIdent(file, image_format="tensor")`` (batched ``__getitems__`` reads) on the file
-  as ``c3di convert`` and ``c3di render`` write it (gzip, readable by any HDF5 tool);
+  as ``c3di convert`` and ``c3di render`` write it (gzip, readable by any HDF5 tool), default collate;
 - ``hdf5 lz4``: the same on that file after ``c3di repack --compression lz4`` (LZ4-HC chunks);
-- ``hdf5 in memory``: the gzip file with ``in_memory=True`` (images inflated into RAM at construction);
-- ``png``: the original loader's work per item: open the PNG, PIL decode, to an RGB uint8 tensor.
+- ``+ cl``: the same with ``collate_fn=causal3dident.channels_last_collate`` (batches in channels-last
+  memory format: a plain copy instead of the default collate's transposing copy);
+- ``hdf5 in memory``: the gzip file with ``in_memory=True`` and ``channels_last_collate``.
 
-All yield uint8 [3, H, W] images with their latents. Besides images/s, images per CPU-second of all
-processes is printed: it does not depend on what else runs on the machine. The targets are checked
-on each from-disk reader's images/s. Images: tiles of the real renders in
-``shared/reference/causal3dident_samples_paper.png`` when present (rotated, flipped, hue-shifted), else
-``causal3dident.testing.draw_images`` upscaled, shaded and blurred to look like renders. Targets: >= 5x
-the PNG images/s, and a file no bigger than 1.5x the PNG folder.
+All yield uint8 [B, 3, H, W] batches with their latents. Each reader's images/s is the best of
+``--rounds`` timings of at least ``--seconds`` each (whole epochs, persistent workers, after a
+warm-up epoch). Images per CPU-second of all processes is printed too: it does not depend on what
+else runs on the machine. The targets are checked on each from-disk reader's images/s. Images: tiles
+of the real renders in ``shared/reference/causal3dident_samples_paper.png`` when present (rotated,
+flipped, hue-shifted), else ``causal3dident.testing.draw_images`` upscaled, shaded and blurred to look
+like renders. Targets: >= 5x the PNG images/s, and a file no bigger than 1.5x the PNG folder.
 
     python benchmarks/perf/loader_throughput.py [--n 2048] [--resolutions 64 224] [--workers 4]
 """
@@ -28,14 +33,15 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageFilter
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler, default_collate
 
-from causal3dident import Causal3DIdent
+from causal3dident import Causal3DIdent, channels_last_collate
 from causal3dident.convert import convert, repack
 from causal3dident.original_layout import OriginalSplit, read_png, write_split
 from causal3dident.scm import load_preset
@@ -113,28 +119,45 @@ def cpu_seconds() -> float:
     return total
 
 
-def throughput(dataset: Dataset, workers: int, batch_size: int, epochs: int) -> tuple[float, float]:
-    """Best images/s over ``epochs`` shuffled epochs, and images per CPU-second (all processes) in that epoch.
+def throughput(dataset: Dataset, args: argparse.Namespace, batch_size: int,
+               collate: Callable = default_collate) -> tuple[float, float]:
+    """Best images/s over ``args.rounds`` timings of whole shuffled epochs lasting >= ``args.seconds`` each, and
+    images per CPU-second (all processes) in that timing.
 
-    Persistent workers; one warm-up epoch is not timed. Images per CPU-second does not depend on what
-    else runs on the machine, so it compares the two loaders fairly on a busy machine too.
+    An epoch draws at least 32 batches (permutations of the images, concatenated), so that the workers'
+    idle time at the end of an epoch weighs no more than in training on a large dataset. Persistent
+    workers; one warm-up epoch is not timed. Images per CPU-second does not depend on what else runs on
+    the machine, so it compares the loaders fairly on a busy machine too.
     """
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
-                        persistent_workers=workers > 0, generator=torch.Generator().manual_seed(0))
+    sampler = RandomSampler(dataset, num_samples=max(len(dataset), 32 * batch_size),
+                            generator=torch.Generator().manual_seed(0))
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=args.workers,
+                        persistent_workers=args.workers > 0, collate_fn=collate)
+    for _ in loader:  # warm-up: start the workers, fill the page cache
+        pass
     best = (0.0, 0.0)
-    for epoch in range(epochs + 1):
-        iterator = iter(loader)
+    for _ in range(args.rounds):
         start, cpu, count = time.perf_counter(), cpu_seconds(), 0
-        for images, _ in iterator:
-            count += len(images)
+        while count == 0 or time.perf_counter() - start < args.seconds:
+            for images, _ in loader:
+                count += len(images)
         rate = count / (time.perf_counter() - start)
-        if epoch and rate > best[0]:
+        if rate > best[0]:
             best = (rate, count / (cpu_seconds() - cpu))
     return best
 
 
 def folder_size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+READERS = {  # name -> (label, file, Causal3DIdent keyword arguments, collate)
+    "gzip": ("hdf5 gzip", "gzip", {}, default_collate),
+    "gzip_cl": ("hdf5 gzip + cl", "gzip", {}, channels_last_collate),
+    "lz4": ("hdf5 lz4", "lz4", {}, default_collate),
+    "lz4_cl": ("hdf5 lz4 + cl", "lz4", {}, channels_last_collate),
+    "memory": ("hdf5 in memory + cl", "gzip", {"in_memory": True}, channels_last_collate),
+}
 
 
 def run(args: argparse.Namespace, work: Path) -> list[dict[str, float]]:
@@ -147,34 +170,42 @@ def run(args: argparse.Namespace, work: Path) -> list[dict[str, float]]:
         write_split(folder, latents, classes, [images], workers=os.cpu_count() or 1)
         files = {"gzip": convert(folder, work / f"r{resolution}.h5")}
         files["lz4"] = repack(files["gzip"], work / f"r{resolution}-lz4.h5", compression="lz4")
-        row: dict[str, float] = {"resolution": resolution, "png_bytes": folder_size(folder)}
-        row["png"], row["png_cpu"] = throughput(PNGFolder(OriginalSplit.open(folder)), args.workers,
-                                                args.batch_size, args.epochs)
-        for codec, h5 in files.items():
-            row[codec], row[f"{codec}_cpu"] = throughput(Causal3DIdent(h5, image_format="tensor"), args.workers,
-                                                         args.batch_size, args.epochs)
-            row[f"{codec}_bytes"] = h5.stat().st_size
-        row["memory"], row["memory_cpu"] = throughput(Causal3DIdent(files["gzip"], image_format="tensor",
-                                                                    in_memory=True), args.workers, args.batch_size,
-                                                      args.epochs)
-        rows.append(row)
-        png, png_cpu = row["png"], row["png_cpu"]
-        print(f"{resolution:>4} px  images/s (x PNG), images/CPU-s (x PNG), size (x PNG folder of "
-              f"{row['png_bytes'] / 2**20:.2f} MiB):", flush=True)
-        print(f"        png folder      {png:7.0f}          {png_cpu:7.0f}", flush=True)
-        for name in ("gzip", "lz4", "memory"):
-            size = f"{row[name + '_bytes'] / row['png_bytes']:.2f}x" if name != "memory" else "(RAM)"
-            label = {"gzip": "hdf5 gzip", "lz4": "hdf5 lz4", "memory": "hdf5 in memory"}[name]
-            print(f"        {label:15s} {row[name]:7.0f} ({row[name] / png:4.1f}x)  {row[name + '_cpu']:7.0f} "
-                  f"({row[name + '_cpu'] / png_cpu:4.1f}x)  {size}", flush=True)
-    print(f"images: {source}, n={args.n}, workers={args.workers}, batch={args.batch_size}, cpus={os.cpu_count()}")
+        png = PNGFolder(OriginalSplit.open(folder))
+        for batch_size in args.batch_sizes:
+            row: dict[str, float] = {"resolution": resolution, "batch_size": batch_size,
+                                     "png_bytes": folder_size(folder),
+                                     **{f"{codec}_bytes": path.stat().st_size for codec, path in files.items()}}
+            row["png"], row["png_cpu"] = throughput(png, args, batch_size)
+            row["png_cl"], row["png_cl_cpu"] = throughput(png, args, batch_size, channels_last_collate)
+            for name, (_, codec, kwargs, collate) in READERS.items():
+                dataset = Causal3DIdent(files[codec], image_format="tensor", **kwargs)
+                row[name], row[f"{name}_cpu"] = throughput(dataset, args, batch_size, collate)
+            rows.append(row)
+            print_row(row)
+    print(f"images: {source}, n={args.n}, workers={args.workers}, cpus={os.cpu_count()}; "
+          f"cl = collate_fn=channels_last_collate")
     return rows
 
 
-def targets_met(rows: list[dict[str, float]], codec: str) -> bool:
-    """Both targets, from disk, for the files compressed with ``codec``."""
-    return all(r[codec] >= SPEED_TARGET * r["png"] and r[f"{codec}_bytes"] <= SIZE_TARGET * r["png_bytes"]
-               for r in rows)
+def print_row(row: dict[str, float]) -> None:
+    png, png_cpu = row["png"], row["png_cpu"]
+    print(f"{row['resolution']:>4} px, batch {row['batch_size']}: images/s (x PNG), images/CPU-s (x PNG), "
+          f"size (x PNG folder of "
+          f"{row['png_bytes'] / 2**20:.2f} MiB):", flush=True)
+    print(f"        {'png folder':22s} {png:7.0f}          {png_cpu:7.0f}", flush=True)
+    lines = [("png_cl", "png folder + cl", "")]
+    lines += [(name, label, f"{row[codec + '_bytes'] / row['png_bytes']:.2f}x" if name != "memory" else "(RAM)")
+              for name, (label, codec, _, _) in READERS.items()]
+    for name, label, size in lines:
+        print(f"        {label:22s} {row[name]:7.0f} ({row[name] / png:4.1f}x)  {row[name + '_cpu']:7.0f} "
+              f"({row[name + '_cpu'] / png_cpu:4.1f}x)  {size}", flush=True)
+
+
+def targets_met(rows: list[dict[str, float]], reader: str, batch_size: int) -> bool:
+    """Both targets, from disk, at every resolution, for one of our readers (a key of ``READERS``)."""
+    codec = READERS[reader][1]
+    return all(r[reader] >= SPEED_TARGET * r["png"] and r[f"{codec}_bytes"] <= SIZE_TARGET * r["png_bytes"]
+               for r in rows if r["batch_size"] == batch_size)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,8 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=2048, help="images per resolution")
     parser.add_argument("--resolutions", type=int, nargs="+", default=[64, 224])
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--epochs", type=int, default=2, help="timed epochs (best is reported)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 512],
+                        help="DataLoader batch sizes (512: the paper's and the benchmark's training batch)")
+    parser.add_argument("--rounds", type=int, default=3, help="timings per reader (the best is reported)")
+    parser.add_argument("--seconds", type=float, default=1.0, help="least duration of one timing (whole epochs)")
     parser.add_argument("--images", choices=["auto", "real", "synthetic"], default="auto")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the files here (default: a temp folder)")
     args = parser.parse_args(argv)
@@ -194,9 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         with tempfile.TemporaryDirectory(prefix="c3di-perf-") as tmp:
             rows = run(args, Path(tmp))
-    met = {codec: targets_met(rows, codec) for codec in ("gzip", "lz4")}
-    print(f"targets (>= {SPEED_TARGET}x images/s from disk, <= {SIZE_TARGET}x size): "
-          + ", ".join(f"{codec} {'met' if ok else 'NOT met'}" for codec, ok in met.items()))
+    met = {(name, batch): targets_met(rows, name, batch) for batch in args.batch_sizes
+           for name in READERS if name != "memory"}
+    for batch in args.batch_sizes:
+        print(f"targets at batch {batch} (>= {SPEED_TARGET}x images/s from disk, <= {SIZE_TARGET}x size): "
+              + ", ".join(f"{READERS[name][0]} {'met' if met[name, b] else 'NOT met'}"
+                          for name, b in met if b == batch))
     return 0 if any(met.values()) else 1
 
 
