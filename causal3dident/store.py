@@ -310,8 +310,9 @@ def _check_regenerates(f: h5py.File) -> list[str]:
 IMAGE_COMPRESSION: dict[str, Any] = codecs.GZIP_ARGS
 """h5py filter arguments of image datasets by default, chosen by measurement (benchmarks/perf/loader_throughput.py):
 gzip (deflate) level 6, which every HDF5 reader decodes; 1.1-1.3x the size of the same images as PNG
-(lzf: 1.6-1.9x). ``codec="lz4"`` trades portability (readers need the LZ4 filter plugin) for decoding several
-times faster (``c3di repack``); see causal3dident/codecs.py."""
+(lzf: 1.5-1.8x; Zstd and Blosc compared in benchmarks/perf/codec_choice.py). ``codec="lz4"`` trades portability
+(readers need the LZ4 filter plugin) for decoding several times faster (``c3di repack``); see
+causal3dident/codecs.py."""
 
 
 def create_image_dataset(group: h5py.Group, name: str, n: int, height: int, width: int,

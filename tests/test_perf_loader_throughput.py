@@ -1,4 +1,4 @@
-"""The loader-throughput script runs end to end on a few tiny images and prints every reader's ratio."""
+"""The loader-throughput and codec-choice scripts run end to end on a few tiny images and print every row."""
 
 from __future__ import annotations
 
@@ -21,3 +21,14 @@ def test_loader_throughput_prints_each_reader_and_the_targets():
         ratios = re.findall(rf"{label}\s+\d+ \(\s*([0-9.]+)x\)\s+\d+ \(\s*([0-9.]+)x\)", out.stdout)
         assert ratios and all(float(v) > 0 for v in ratios[0]), (label, out.stdout)
     assert re.search(r"targets .*: hdf5 gzip (met|NOT met), .*hdf5 lz4 \+ cl (met|NOT met)", out.stdout)
+
+
+def test_codec_choice_prints_size_and_speed_of_every_candidate():
+    script = SCRIPT.parent / "codec_choice.py"
+    out = subprocess.run([sys.executable, str(script), "--n", "6", "--resolutions", "24"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = re.findall(r"^\s+(\S.*?)\s+size\s+([0-9.]+)x PNG\s+(\d+) images/s", out.stdout, flags=re.M)
+    assert [r[0] for r in rows] == ["gzip 6 (default)", "lz4-hc (c3di repack)", "lzf", "zstd 3", "zstd 9",
+                                    "blosc lz4", "blosc zstd"], out.stdout
+    assert all(float(size) > 0 and int(rate) > 0 for _, size, rate in rows)
