@@ -44,13 +44,13 @@ def demo_loading(folder: Path) -> None:
     from torch.utils.data import DataLoader
     from torchvision.transforms import v2
 
-    from causal3dident import Causal3DIdent
+    from causal3dident import Causal3DIdent, channels_last_collate
 
     to_float = v2.ToDtype(torch.float32, scale=True)
     for pairs, target in ((None, ("class", "latents")), ("hues", "latents"), ("colour", "class")):
         ds = Causal3DIdent(folder, split="train", transform=to_float, target_type=target, pairs=pairs,
                            image_format="tensor")
-        loader = DataLoader(ds, batch_size=16, shuffle=True, num_workers=2)
+        loader = DataLoader(ds, batch_size=16, shuffle=True, num_workers=2, collate_fn=channels_last_collate)
         batch = next(iter(loader))
         shapes = ", ".join(_describe(x) for x in batch)
         click.echo(f"Causal3DIdent(pairs={pairs!r}, target_type={target!r}): {len(ds)} samples; a batch = ({shapes})")
