@@ -74,4 +74,3 @@ def test_worker_batches_equal_default_collate(synthetic_h5, tmp_path, codec) -> 
         np.testing.assert_array_equal(ours[0].permute(0, 2, 3, 1).numpy(), truth[seen:seen + len(ours[0])])
         seen += len(ours[0])
     assert seen == len(ds)
-

@@ -12,7 +12,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "perf" / "loader_t
 
 def test_loader_throughput_prints_each_reader_and_the_targets():
     out = subprocess.run([sys.executable, str(SCRIPT), "--n", "48", "--resolutions", "32", "--workers", "1",
-                          "--batch-size", "16", "--rounds", "1", "--seconds", "0", "--images", "synthetic"],
+                          "--batch-sizes", "16", "--rounds", "1", "--seconds", "0", "--images", "synthetic"],
                          capture_output=True, text=True, timeout=600)
     assert out.returncode in (0, 1), out.stderr[-2000:]  # 1: targets not met (tiny images, one worker)
     assert re.search(r"png folder\s+\d+\s+\d+", out.stdout), out.stdout

@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             images, _, _ = make_images(args.n, resolution, source)
             png = png_bytes(images)
             print(f"{resolution} px, {args.n} images ({source}); PNG folder {png / 2**20:.2f} MiB:")
-            for name, filter_kwargs in CANDIDATES.items():
-                size, rate = measure(Path(tmp) / f"{resolution}-{len(name)}.h5", images, filter_kwargs)
+            for k, (name, filter_kwargs) in enumerate(CANDIDATES.items()):
+                size, rate = measure(Path(tmp) / f"{resolution}-{k}.h5", images, filter_kwargs)
                 print(f"    {name:22s} size {size / png:5.2f}x PNG   {rate:8.0f} images/s (h5py, 1 process)")
     return 0
 

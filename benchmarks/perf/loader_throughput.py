@@ -5,14 +5,14 @@ PNG folder (``original_layout.write_split``), converted to HDF5 with ``c3di conv
 file has ``store.create_image_dataset``'s chunking and compression), and both are read for whole epochs:
 
 - ``png``: the original loader's work per item (open the PNG, PIL decode, to an RGB uint8 tensor) with
-  the DataLoader's default collate; the baseline of every ratio. ``png, channels-last collate`` is
-  the same with ``channels_last_collate``, printed to show what the collate alone gives the baseline;
+  the DataLoader's default collate; the baseline of every ratio. ``png folder + cl`` is the same with
+  ``channels_last_collate``, printed to show what the collate alone gives the baseline;
 - ``hdf5 gzip``: ``Causal3DIdent(file, image_format="tensor")`` (batched ``__getitems__`` reads) on the file
   as ``c3di convert`` and ``c3di render`` write it (gzip, readable by any HDF5 tool), default collate;
 - ``hdf5 lz4``: the same on that file after ``c3di repack --compression lz4`` (LZ4-HC chunks);
 - ``+ cl``: the same with ``collate_fn=causal3dident.channels_last_collate`` (batches in channels-last
   memory format: a plain copy instead of the default collate's transposing copy);
-- ``hdf5 in memory``: the gzip file with ``in_memory=True`` and ``channels_last_collate``.
+- ``hdf5 in memory + cl``: the gzip file with ``in_memory=True`` and ``channels_last_collate``.
 
 All yield uint8 [B, 3, H, W] batches with their latents. Each reader's images/s is the best of
 ``--rounds`` timings of at least ``--seconds`` each (whole epochs, persistent workers, after a
@@ -170,16 +170,17 @@ def run(args: argparse.Namespace, work: Path) -> list[dict[str, float]]:
         write_split(folder, latents, classes, [images], workers=os.cpu_count() or 1)
         files = {"gzip": convert(folder, work / f"r{resolution}.h5")}
         files["lz4"] = repack(files["gzip"], work / f"r{resolution}-lz4.h5", compression="lz4")
+        sizes = {"png_bytes": folder_size(folder), **{f"{codec}_bytes": path.stat().st_size
+                                                       for codec, path in files.items()}}
         png = PNGFolder(OriginalSplit.open(folder))
+        datasets = {name: Causal3DIdent(files[codec], image_format="tensor", **kwargs)
+                    for name, (_, codec, kwargs, _) in READERS.items()}
         for batch_size in args.batch_sizes:
-            row: dict[str, float] = {"resolution": resolution, "batch_size": batch_size,
-                                     "png_bytes": folder_size(folder),
-                                     **{f"{codec}_bytes": path.stat().st_size for codec, path in files.items()}}
+            row: dict[str, float] = {"resolution": resolution, "batch_size": batch_size, **sizes}
             row["png"], row["png_cpu"] = throughput(png, args, batch_size)
             row["png_cl"], row["png_cl_cpu"] = throughput(png, args, batch_size, channels_last_collate)
-            for name, (_, codec, kwargs, collate) in READERS.items():
-                dataset = Causal3DIdent(files[codec], image_format="tensor", **kwargs)
-                row[name], row[f"{name}_cpu"] = throughput(dataset, args, batch_size, collate)
+            for name, dataset in datasets.items():
+                row[name], row[f"{name}_cpu"] = throughput(dataset, args, batch_size, READERS[name][3])
             rows.append(row)
             print_row(row)
     print(f"images: {source}, n={args.n}, workers={args.workers}, cpus={os.cpu_count()}; "
@@ -190,8 +191,7 @@ def run(args: argparse.Namespace, work: Path) -> list[dict[str, float]]:
 def print_row(row: dict[str, float]) -> None:
     png, png_cpu = row["png"], row["png_cpu"]
     print(f"{row['resolution']:>4} px, batch {row['batch_size']}: images/s (x PNG), images/CPU-s (x PNG), "
-          f"size (x PNG folder of "
-          f"{row['png_bytes'] / 2**20:.2f} MiB):", flush=True)
+          f"size (x PNG folder of {row['png_bytes'] / 2**20:.2f} MiB):", flush=True)
     print(f"        {'png folder':22s} {png:7.0f}          {png_cpu:7.0f}", flush=True)
     lines = [("png_cl", "png folder + cl", "")]
     lines += [(name, label, f"{row[codec + '_bytes'] / row['png_bytes']:.2f}x" if name != "memory" else "(RAM)")
