@@ -24,7 +24,8 @@ from torchvision.datasets import VisionDataset
 from . import codecs, store
 from . import stats as _stats
 from .errors import ConfigError, DatasetFileError
-from .latents import CLASS_NAMES, to_scene_units
+from .collate import batch_buffer
+from .latents import CLASS_NAMES, NUM_LATENTS, to_scene_units
 from .neighbours import NeighbourIndex, cached_index, load_index, pool_digest
 from .original_layout import EXPECTED, OriginalSplit, find_split
 from .pairs import DAPair, PairSpec, parse_pairs, sample_z_tilde
@@ -40,6 +41,7 @@ TARGET_TYPES: dict[str, str] = {
     "z_tilde": "the transformed latents z~ asked for: stored (exact) or sampled (nearest) (LT pairs only)",
 }
 PAIR_TARGETS = ("latents2", "scene2", "index2", "z_tilde")
+FLOAT_TARGETS = ("latents", "scene", "latents2", "scene2", "z_tilde")
 IMAGE_FORMATS = ("pil", "tensor")
 H5_SUFFIXES = (".h5", ".hdf5")
 
@@ -168,7 +170,8 @@ class Causal3DIdent(VisionDataset):
     def __getitems__(self, indices: Sequence[int]) -> list[tuple[Any, ...]]:
         """Samples at ``indices``, reading the images of the whole batch at once (DataLoader calls this)."""
         idx = self._positions(indices)
-        first = self._images(self.source.read(idx))
+        memory = self._batch_memory(len(idx))
+        first = self._images(self._read(idx, "images", memory.get("view1")))
         second_idx, z_tilde = idx, None
         if self.pair_spec is None:
             views: list[tuple[Any, ...]] = [(img,) for img in first]
@@ -177,14 +180,14 @@ class Causal3DIdent(VisionDataset):
             views = [self._da(img) for img in first]
         else:
             if self.pair_spec.mode == "exact":
-                second = self.source.read(idx, f"pairs/{self.pair_spec.name}/images")
+                second = self._read(idx, f"pairs/{self.pair_spec.name}/images", memory.get("view2"))
                 z_tilde = self.source.pair_latents[self.pair_spec.name][idx]
             else:
                 z_tilde = self.z_tilde(idx)
                 second_idx = self._neighbour_index().query(z_tilde, self.targets[idx], exclude=idx)
-                second = self.source.read(second_idx)
+                second = self._read(second_idx, "images", memory.get("view2"))
             views = list(zip(first, self._images(second)))
-        targets = self._targets(idx, second_idx, z_tilde)
+        targets = self._targets(idx, second_idx, z_tilde, memory)
         return [self._finish(v, t) for v, t in zip(views, targets)]
 
     def _positions(self, indices: Sequence[int]) -> np.ndarray:
@@ -194,24 +197,49 @@ class Causal3DIdent(VisionDataset):
             raise IndexError(f"index out of range for a dataset of {n} samples: {indices}")
         return np.where(idx < 0, idx + n, idx)
 
-    def _images(self, batch: Sequence[np.ndarray]) -> list[Any]:
-        """Images [H, W, 3] as uint8 [3, H, W] ``tv_tensors.Image`` or as PIL images.
+    def _batch_memory(self, size: int) -> dict[str, torch.Tensor]:
+        """Tensors for this batch's tensor images and float targets, all in one ``batch_buffer``.
 
-        The tensors are views of the decoded pixels with channels-last strides (no transposing copy here):
-        ``channels_last_collate`` batches them with one plain copy, the default collate with one transposing copy.
+        Inside a DataLoader worker the buffer is shared memory: ``channels_last_collate`` batches what reaches
+        it untransformed without a copy, and the worker sends the batch as one file, not one per tensor.
+        """
+        fields: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
+        if self.image_format == "tensor" and self._da is None:
+            views = ("view1",) if self.pair_spec is None else ("view1", "view2")
+            fields.update({view: ((size, *self.source.image_shape), torch.uint8) for view in views})
+        fields.update({f"target{k}": ((size, NUM_LATENTS), torch.float32)
+                       for k, name in enumerate(self.target_type) if name in FLOAT_TARGETS})
+        return dict(zip(fields, batch_buffer(list(fields.values()))))
+
+    def _read(self, idx: np.ndarray, dataset: str, out: torch.Tensor | None) -> torch.Tensor:
+        """uint8 [B, H, W, 3] pixels of the images at ``idx``, decoded into ``out`` (or a new tensor)."""
+        if out is None:
+            out = torch.empty((len(idx), *self.source.image_shape), dtype=torch.uint8)
+        self.source.read(idx, dataset, out=out.numpy())
+        return out
+
+    def _images(self, pixels: torch.Tensor) -> list[Any]:
+        """Images [B, H, W, 3] as uint8 [3, H, W] ``tv_tensors.Image`` or as PIL images.
+
+        The tensors are views of ``pixels`` with channels-last strides (no transposing copy here): for images
+        that reach it untransformed, ``channels_last_collate`` returns ``pixels`` itself as the batch; the
+        default collate makes one transposing copy.
         """
         if self.image_format == "tensor":
             from torchvision import tv_tensors
 
-            return [torch.from_numpy(image).permute(2, 0, 1).as_subclass(tv_tensors.Image) for image in batch]
+            return [image.as_subclass(tv_tensors.Image) for image in pixels.permute(0, 3, 1, 2).unbind(0)]
         from PIL import Image
 
-        return [Image.fromarray(image) for image in batch]
+        return [Image.fromarray(image) for image in pixels.numpy()]
 
-    def _targets(self, idx: np.ndarray, idx2: np.ndarray, z_tilde: np.ndarray | None) -> list[Any]:
-        """The target of each sample: one value per ``target_type``, a tuple if several, None if none."""
+    def _targets(self, idx: np.ndarray, idx2: np.ndarray, z_tilde: np.ndarray | None,
+                 memory: dict[str, torch.Tensor]) -> list[Any]:
+        """The target of each sample: one value per ``target_type``, a tuple if several, None if none.
+
+        Float targets are rows of the batch's tensors in ``memory``."""
         columns: list[list[Any]] = []
-        for name in self.target_type:
+        for k, name in enumerate(self.target_type):
             if name in ("class", "index", "index2"):
                 values = self.targets[idx] if name == "class" else (idx if name == "index" else idx2)
                 columns.append(values.tolist())
@@ -219,7 +247,9 @@ class Causal3DIdent(VisionDataset):
             rows = {"latents": lambda: self.latents[idx], "scene": lambda: self._scene[idx],
                     "latents2": lambda: self.latents[idx2], "scene2": lambda: self._scene[idx2],
                     "z_tilde": lambda: np.asarray(z_tilde, dtype=np.float32)}[name]()
-            columns.append(list(torch.from_numpy(np.array(rows, dtype=np.float32))))
+            column = memory[f"target{k}"]
+            column.numpy()[...] = rows
+            columns.append(list(column.unbind(0)))
         if not columns:
             return [None] * len(idx)
         return [row if len(row) > 1 else row[0] for row in map(tuple, zip(*columns))]
@@ -338,17 +368,19 @@ class H5Source:
             self._chunks[dataset] = RawChunks.locate(self._h5()[dataset], self.path)
         return self._chunks.get(dataset)
 
-    def read(self, indices: np.ndarray, dataset: str = "images") -> np.ndarray | list[np.ndarray]:
-        """uint8 images at ``indices`` (any order, repeats allowed): [B, H, W, 3], or a list of B [H, W, 3]."""
+    def read(self, indices: np.ndarray, dataset: str = "images", out: np.ndarray | None = None) -> np.ndarray:
+        """uint8 [B, H, W, 3] images at ``indices`` (any order, repeats allowed), written into ``out`` if given."""
+        if out is None:
+            out = np.empty((len(indices), *self.image_shape), dtype=np.uint8)
         if self._memory is not None:
-            return self._memory[dataset][indices]
+            return np.take(self._memory[dataset], indices, axis=0, out=out)
         chunks = self.prepare(dataset)
         if chunks is not None:
             self._h5()
             assert self._bytes is not None
-            return chunks.read(self._bytes, indices)
+            chunks.read(self._bytes, indices, out)
+            return out
         ds = self._h5()[dataset]
-        out = np.empty((len(indices), *ds.shape[1:]), dtype=ds.dtype)
         for k, i in enumerate(indices):  # one read per image: h5py's fancy indexing is far slower
             out[k] = ds[int(i)]
         return out
@@ -432,14 +464,16 @@ class RawChunks:
                                    f"made it")
         return cls(table, tuple(ds.shape[1:]), ds.dtype, codec)
 
-    def read(self, data: memoryview, indices: np.ndarray) -> list[np.ndarray]:
-        """Images [H, W, C] at ``indices``, each in its own writable buffer, decoded from the mapped file ``data``."""
+    def read(self, data: memoryview, indices: np.ndarray, out: np.ndarray) -> None:
+        """Decode the images at ``indices`` from the mapped file ``data`` into ``out`` [B, H, W, C], one after another."""
         nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
-        decode = {"gzip": inflater(nbytes), "lz4": lambda raw: codecs.lz4_decode(raw, nbytes)}.get(self.codec,
-                                                                                               bytearray)
-        return [np.frombuffer(bytearray(data[offset:offset + size]) if mask & 1 else
-                              decode(data[offset:offset + size]), self.dtype).reshape(self.shape)
-                for offset, size, mask in self.table[indices].tolist()]
+        if out.shape != (len(indices), *self.shape) or out.dtype != self.dtype or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a C-contiguous {self.dtype} array of shape {(len(indices), *self.shape)}")
+        decode = {"gzip": inflater(nbytes), "lz4": lambda raw: codecs.lz4_decode(raw, nbytes)}.get(self.codec)
+        target = memoryview(out).cast("B")
+        for k, (offset, size, mask) in enumerate(self.table[indices].tolist()):
+            raw = data[offset:offset + size]
+            target[k * nbytes:(k + 1) * nbytes] = raw if mask & 1 or decode is None else decode(raw)
 
 
 def inflater(size: int) -> Callable[[memoryview], bytearray]:
@@ -488,8 +522,13 @@ class PNGSource:
         raise DatasetFileError(f"{self.path}: the original layout has no rendered pairs; use pairs='nearest:{name}' "
                                f"(the paper's method)")
 
-    def read(self, indices: np.ndarray, dataset: str = "images") -> np.ndarray:
-        return self._memory[indices] if self._memory is not None else self.split.read(indices)
+    def read(self, indices: np.ndarray, dataset: str = "images", out: np.ndarray | None = None) -> np.ndarray:
+        """uint8 [B, H, W, 3] images at ``indices``, written into ``out`` if given."""
+        images = self._memory[indices] if self._memory is not None else self.split.read(indices)
+        if out is None:
+            return images
+        out[...] = images
+        return out
 
     def read_range(self, lo: int, hi: int) -> np.ndarray:
         return self.read(np.arange(lo, hi))
