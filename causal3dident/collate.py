@@ -14,6 +14,7 @@ file instead of one per tensor, which at 64 px costs more than decoding the imag
 from __future__ import annotations
 
 import math
+import os
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -26,27 +27,32 @@ __all__ = ["batch_buffer", "channels_last_collate"]
 
 _ALIGN = 64
 _BUFFERS: weakref.WeakSet[torch.UntypedStorage] = weakref.WeakSet()  # storages made by batch_buffer
+_collating_pid = -1  # the process in which channels_last_collate last ran
 
 
 def channels_last_collate(batch: list[Any]) -> Any:
     """``default_collate``, except that [C, H, W] images stored channels-last become one channels-last
     [B, C, H, W] batch (in shared memory inside DataLoader workers, as ``default_collate`` does), and
     samples lying back to back in a ``batch_buffer`` become a view of it, with no copy."""
+    global _collating_pid
+    _collating_pid = os.getpid()
     return collate(batch, collate_fn_map=_COLLATE_FN_MAP)
 
 
 def batch_buffer(fields: Sequence[tuple[Sequence[int], torch.dtype]]) -> list[torch.Tensor]:
-    """One new tensor per (shape, dtype) in ``fields``, all in one buffer: shared memory inside a DataLoader
-    worker, so that a batch made of them reaches the main process as one file, whatever its tensor count.
+    """One new tensor per (shape, dtype) in ``fields``, all in one buffer.
 
     A dataset fills the tensors with a batch's values and returns samples that are views of them (row i
-    for sample i); ``channels_last_collate`` then batches each field without copying it.
+    for sample i); ``channels_last_collate`` then batches each field without copying it. Inside a DataLoader
+    worker where ``channels_last_collate`` has run, the buffer is shared memory, so the batch reaches the
+    main process as one file, whatever its tensor count; elsewhere (the default collate copies every
+    field anyway) it is ordinary memory, which is cheaper to allocate.
     """
     offsets, total = [], 0
     for shape, dtype in fields:
         offsets.append(total)
         total += -(-math.prod(shape) * dtype.itemsize // _ALIGN) * _ALIGN
-    if get_worker_info() is not None:
+    if _collating_pid == os.getpid() and get_worker_info() is not None:
         storage = torch.UntypedStorage._new_shared(max(total, 1))
     else:
         storage = torch.UntypedStorage(max(total, 1))

@@ -200,8 +200,8 @@ class Causal3DIdent(VisionDataset):
     def _batch_memory(self, size: int) -> dict[str, torch.Tensor]:
         """Tensors for this batch's tensor images and float targets, all in one ``batch_buffer``.
 
-        Inside a DataLoader worker the buffer is shared memory: ``channels_last_collate`` batches what reaches
-        it untransformed without a copy, and the worker sends the batch as one file, not one per tensor.
+        ``channels_last_collate`` batches what reaches it untransformed without a copy, and inside a DataLoader
+        worker (where the buffer is then shared memory) the worker sends the batch as one file, not one per tensor.
         """
         fields: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
         if self.image_format == "tensor" and self._da is None:
@@ -373,7 +373,7 @@ class H5Source:
         if out is None:
             out = np.empty((len(indices), *self.image_shape), dtype=np.uint8)
         if self._memory is not None:
-            return np.take(self._memory[dataset], indices, axis=0, out=out)
+            return np.take(self._memory[dataset], indices, axis=0, out=out, mode="clip")  # checked; unbuffered
         chunks = self.prepare(dataset)
         if chunks is not None:
             self._h5()
