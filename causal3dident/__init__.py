@@ -1,7 +1,7 @@
 """Causal3DIdent: generator, loader and benchmark for the Causal3DIdent dataset.
 
 The core (latents, SCM, HDF5 format) needs numpy, scipy and h5py only; the torchvision dataset
-``Causal3DIdent`` and ``channels_last_collate`` are imported on first use, so loading latents never
+``Causal3DIdent``, ``channels_last_collate`` and ``batch_buffer`` are imported on first use, so loading latents never
 imports torch or bpy.
 """
 
@@ -18,8 +18,8 @@ from .transformations import LatentTransformation, parse_transformations
 
 __all__ = [
     "CLASS_NAMES", "LATENT_GROUPS", "LATENT_NAMES", "SCM", "Causal3DIdent", "Causal3DIdentError", "ConfigError",
-    "DatasetFileError", "Intervention", "LatentTransformation", "OutputExistsError", "channels_last_collate",
-    "load_preset", "parse_transformations", "preset_names", "to_scene_units",
+    "DatasetFileError", "Intervention", "LatentTransformation", "OutputExistsError", "batch_buffer",
+    "channels_last_collate", "load_preset", "parse_transformations", "preset_names", "to_scene_units",
 ]
 
 
@@ -28,8 +28,8 @@ def __getattr__(name: str) -> Any:
         from .dataset import Causal3DIdent
 
         return Causal3DIdent
-    if name == "channels_last_collate":
-        from .collate import channels_last_collate
+    if name in ("channels_last_collate", "batch_buffer"):
+        from . import collate
 
-        return channels_last_collate
+        return getattr(collate, name)
     raise AttributeError(f"module 'causal3dident' has no attribute {name!r}")

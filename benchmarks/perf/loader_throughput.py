@@ -10,8 +10,9 @@ file has ``store.create_image_dataset``'s chunking and compression), and both ar
 - ``hdf5 gzip``: ``Causal3DIdent(file, image_format="tensor")`` (batched ``__getitems__`` reads) on the file
   as ``c3di convert`` and ``c3di render`` write it (gzip, readable by any HDF5 tool), default collate;
 - ``hdf5 lz4``: the same on that file after ``c3di repack --compression lz4`` (LZ4-HC chunks);
-- ``+ cl``: the same with ``collate_fn=causal3dident.channels_last_collate`` (batches in channels-last
-  memory format: a plain copy instead of the default collate's transposing copy);
+- ``+ cl``: the same with ``collate_fn=causal3dident.channels_last_collate`` (the batch is the shared
+  buffer ``__getitems__`` decoded it into, channels-last, instead of a transposing copy; for the PNG
+  folder, whose items are separate tensors, a plain copy);
 - ``hdf5 in memory + cl``: the gzip file with ``in_memory=True`` and ``channels_last_collate``.
 
 All yield uint8 [B, 3, H, W] batches with their latents. Each reader's images/s is the best of
