@@ -274,8 +274,9 @@ Each sample is one image of one object, its class (0-6: {', '.join(CLASS_NAMES)}
 [-1, 1] that generated it. Files: one HDF5 file per split (schema v1: `/images`, `/latents`, `/classes`,
 `/index`, `/pairs/<t>/...`; see docs/hdf5_schema.md in the project), and, after
 `c3di export FILE.h5 DIR --format csv`, `DIR/images/<split>/<index:06d>.png` with `DIR/<split>.csv`
-(columns `index, file, class, class_name, {', '.join(LATENT_NAMES)}`), which croissant.json describes.
-Latent-transformation pairs are stored in the HDF5 file only.
+(columns `index, file, class, class_name, {', '.join(LATENT_NAMES)}`), which croissant.json describes
+(`--format parquet` writes the same table as `DIR/<split>.parquet`; `c3di card --table parquet` describes
+that). Latent-transformation pairs are stored in the HDF5 file only.
 
 {files_table(facts)}
 

@@ -18,7 +18,7 @@ import click
 import yaml
 
 from .card_text import datasheet, readme
-from .croissant import croissant
+from .croissant import TABLE_ENCODINGS, croissant
 from .dataset_facts import DatasetFacts, factor_table, facts_from_file, facts_from_preset
 from .errors import ConfigError, OutputExistsError
 from .scm import SCM
@@ -76,11 +76,12 @@ def leaderboard_pictures(leaderboard: str | os.PathLike[str]) -> list[Path]:
 
 def write_cards(facts: DatasetFacts, out: str | os.PathLike[str], *, figures: bool = True,
                 leaderboard: str | os.PathLike[str] | None = None,
-                extra_pictures: Sequence[str | os.PathLike[str]] = ()) -> list[Path]:
+                extra_pictures: Sequence[str | os.PathLike[str]] = (), table: str = "csv") -> list[Path]:
     """Write the card files (and, with ``figures``, the figures they show) into ``out``; the paths written.
 
     ``leaderboard``: a ``c3di bench leaderboard`` Markdown file whose heatmaps the card shows; ``extra_pictures``:
     PNGs shown with the figures (e.g. ``c3di preview`` / ``c3di traversals`` sheets). Both are copied into ``out``.
+    ``table``: the export's table format (``c3di export --format csv|parquet``) croissant.json reads records from.
     """
     out = Path(out)
     pictures = leaderboard_pictures(leaderboard) if leaderboard is not None else []
@@ -107,7 +108,7 @@ def write_cards(facts: DatasetFacts, out: str | os.PathLike[str], *, figures: bo
         "README.md": readme(facts, drawn, date, heatmaps),
         "datasheet.md": datasheet(facts),
         "factors.yaml": factors_yaml(facts.scm),
-        "croissant.json": json.dumps(croissant(facts, date), indent=2, ensure_ascii=False) + "\n",
+        "croissant.json": json.dumps(croissant(facts, date, table), indent=2, ensure_ascii=False) + "\n",
     }
     for name, text in texts.items():
         (out / name).write_text(text, encoding="utf-8")
@@ -125,12 +126,14 @@ def write_cards(facts: DatasetFacts, out: str | os.PathLike[str], *, figures: bo
               help="A 'c3di bench leaderboard' file (e.g. benchmarks/LEADERBOARD.md) whose heatmaps the card shows.")
 @click.option("--picture", "pictures", multiple=True, type=click.Path(path_type=Path),
               help="A PNG to show with the figures (e.g. from 'c3di preview' or 'c3di traversals'). Repeatable.")
+@click.option("--table", type=click.Choice(TABLE_ENCODINGS), default="csv", show_default=True,
+              help="Table format of the export croissant.json reads records from ('c3di export --format').")
 @click.option("--overwrite", is_flag=True, help="Replace card files that exist in --out.")
 def card_command(path: Path | None, preset: str | None, out: Path, split: str | None, no_figures: bool,
-                 leaderboard: Path | None, pictures: tuple[Path, ...], overwrite: bool) -> None:
+                 leaderboard: Path | None, pictures: tuple[Path, ...], table: str, overwrite: bool) -> None:
     """Write README.md, datasheet.md, factors.yaml, croissant.json and figures for a dataset file or preset."""
     check_source(path, preset, split)
     check_free(out, CARD_FILES + (() if no_figures else FIGURE_FILES), overwrite)
     written = write_cards(facts_for(path, preset, split), out, figures=not no_figures, leaderboard=leaderboard,
-                          extra_pictures=pictures)
+                          extra_pictures=pictures, table=table)
     click.echo(f"wrote {len(written)} files to {out}: {', '.join(p.name for p in written)}")

@@ -2,8 +2,9 @@
 
 ``convert``: an original-layout split folder (Causal3DIdent or 3DIdent PNGs + ``.npy``) -> one HDF5 file,
 in the original order, with the image statistics computed on the way. ``export``: an HDF5 file -> the
-original layout (``--format original``) or PNGs + a CSV table that Croissant describes (``--format csv``:
-``DIR/images/<split>/<index:06d>.png`` and ``DIR/<split>.csv``, see ``causal3dident.croissant``).
+original layout (``--format original``) or PNGs + a table that Croissant describes (``--format csv`` or
+``parquet``: ``DIR/images/<split>/<index:06d>.png`` and ``DIR/<split>.csv`` or ``.parquet``, see
+``causal3dident.croissant``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import click
 import h5py
@@ -27,7 +29,8 @@ from .original_layout import EXPECTED, OriginalSplit, detect_layout, find_split,
 from .store import atomic_h5, check_output, create_image_dataset, open_dataset, write_core
 
 BLOCK = 256
-FORMATS = ("original", "csv")
+FORMATS = ("original", "csv", "parquet")
+TABLE_FORMATS = ("csv", "parquet")
 
 
 def default_workers() -> int:
@@ -81,7 +84,8 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], *, spli
 
 def export(path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, fmt: str = "original",
            split: str | None = None, overwrite: bool = False, workers: int | None = None) -> Path:
-    """Write an HDF5 file's split as the original layout or as PNGs + CSV; returns the folder written."""
+    """Write an HDF5 file's split as the original layout or as PNGs + a CSV or Parquet table; returns the folder
+    written."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; choose {' or '.join(FORMATS)}")
     path, out_dir = Path(path), Path(out_dir)
@@ -90,10 +94,12 @@ def export(path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, fmt
         latents, classes, index = f["latents"][...], f["classes"][...], f["index"][...]
         has_images = "images" in f
         target = out_dir / f"{split}set" if fmt == "original" else out_dir
-        _check_target(target if fmt == "original" else out_dir / f"{split}.csv", overwrite)
+        _check_target(target if fmt == "original" else out_dir / f"{split}.{fmt}", overwrite)
+        if fmt == "parquet":
+            _pyarrow()
         if fmt == "original" and not has_images:
             raise DatasetFileError(f"{path} has no images; the original layout needs them: render the file first, "
-                                   f"or export only the table with --format csv")
+                                   f"or export only the table with --format csv or parquet")
         blocks = _blocks(f) if has_images else iter(())
         workers = workers or default_workers()
         if fmt == "original":
@@ -104,7 +110,8 @@ def export(path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, fmt
             if has_images:
                 (out_dir / "images" / split).mkdir(parents=True, exist_ok=True)
                 write_pngs((out_dir / name for name in files), blocks, workers)
-            _write_csv(out_dir / f"{split}.csv", index, files, classes, latents)
+            write_table = _write_csv if fmt == "csv" else _write_parquet
+            write_table(out_dir / f"{split}.{fmt}", index, files, classes, latents)
     return target
 
 
@@ -129,6 +136,29 @@ def _write_csv(path: Path, index: np.ndarray, files: list[str], classes: np.ndar
         for i, name, c, z in zip(index, files, classes, latents):
             writer.writerow([int(i), name, int(c), CLASS_NAMES[int(c)], *(str(v) for v in z)])
     os.replace(tmp, path)
+
+
+def _write_parquet(path: Path, index: np.ndarray, files: list[str], classes: np.ndarray, latents: np.ndarray) -> None:
+    """The CSV's columns as a Parquet table: int64 index and class, strings, float32 latents (exact)."""
+    pa, pq = _pyarrow()
+    columns = {"index": pa.array(index, pa.int64()), "file": pa.array(files, pa.string()),
+               "class": pa.array(classes, pa.int64()),
+               "class_name": pa.array([CLASS_NAMES[int(c)] for c in classes], pa.string()),
+               **{name: pa.array(latents[:, k], pa.float32()) for k, name in enumerate(LATENT_NAMES)}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(pa.table(columns), tmp)
+    os.replace(tmp, path)
+
+
+def _pyarrow() -> tuple[Any, Any]:
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError as exc:
+        raise ConfigError(f"--format parquet needs pyarrow ({exc}): pip install 'causal3dident[cards]' "
+                          f"(or 'pyarrow<26' next to bpy's numpy<2), or use --format csv") from None
+    return pyarrow, pyarrow.parquet
 
 
 COMPRESSION_OPTION = click.option(
@@ -195,12 +225,13 @@ def repack_command(path: Path, out: Path, compression: str, overwrite: bool) -> 
 @click.argument("out_dir", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="original",
               help="original: <split>set/images_{c}/*.png + raw_latents_{c}.npy; "
-                   "csv: images/<split>/*.png + <split>.csv.")
+                   "csv / parquet: images/<split>/*.png + <split>.csv / <split>.parquet (the layout "
+                   "croissant.json describes).")
 @click.option("--split", default=None, help="Split name used in the layout (default: the file's stem).")
 @click.option("--workers", type=int, default=None, help="Threads encoding PNGs (default: up to 8).")
 @click.option("--overwrite", is_flag=True, help="Write into an existing, non-empty target.")
 def export_command(path: Path, out_dir: Path, fmt: str, split: str | None, workers: int | None,
                    overwrite: bool) -> None:
-    """Export an HDF5 dataset file as PNGs with .npy latents (original layout) or with a CSV table."""
+    """Export an HDF5 dataset file as PNGs with .npy latents (original layout) or with a CSV or Parquet table."""
     target = export(path, out_dir, fmt=fmt, split=split, overwrite=overwrite, workers=workers)
     click.echo(f"wrote {target}")

@@ -1,10 +1,10 @@
 """MLCommons Croissant 1.0 metadata (with the Responsible-AI fields) for a Causal3DIdent dataset.
 
 Croissant cannot read records inside HDF5, so the HDF5 files are described as files and the records
-come from the PNG + CSV export (``c3di export FILE.h5 DIR --format csv``), whose layout this assumes:
-``DIR/images/<split>/<index:06d>.png`` and ``DIR/<split>.csv`` with the columns ``index, file, class,
-class_name`` and the ten latents, where ``file`` is the PNG's path relative to DIR (``images/<split>/...``).
-Put croissant.json at the root of DIR to load the records.
+come from the PNG + table export (``c3di export FILE.h5 DIR --format csv`` or ``parquet``), whose layout
+this assumes: ``DIR/images/<split>/<index:06d>.png`` and ``DIR/<split>.csv`` (or ``.parquet``) with the
+columns ``index, file, class, class_name`` and the ten latents, where ``file`` is the PNG's path relative
+to DIR (``images/<split>/...``). Put croissant.json at the root of DIR to load the records.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ CONTEXT: dict[str, Any] = {
     "source": "cr:source", "subField": "cr:subField", "transform": "cr:transform",
 }
 """The standard Croissant 1.0 JSON-LD context (as mlcroissant writes it)."""
+TABLE_ENCODINGS = {"csv": "text/csv", "parquet": "application/x-parquet"}
+"""Encoding format of each export table format (``c3di export --format``)."""
 
 
 def _field(record_set: str, name: str, data_type: str, description: str, source: dict[str, Any],
@@ -43,8 +45,8 @@ def _column(file_set: str, column: str) -> dict[str, Any]:
     return {"fileSet": {"@id": file_set}, "extract": {"column": column}}
 
 
-def _distribution(facts: DatasetFacts) -> list[dict[str, Any]]:
-    """The HDF5 files (objects with checksums when they exist, else a set), the CSVs and the PNGs."""
+def _distribution(facts: DatasetFacts, table: str) -> list[dict[str, Any]]:
+    """The HDF5 files (objects with checksums when they exist, else a set), the tables and the PNGs."""
     names = [s.name for s in facts.splits]
     files: list[dict[str, Any]] = []
     for split in facts.splits:
@@ -60,9 +62,9 @@ def _distribution(facts: DatasetFacts) -> list[dict[str, Any]]:
                                      "latent-transformation pairs; checksums depend on the rendering and are "
                                      "given in the card `c3di card` writes for each rendered file.",
                       "encodingFormat": "application/x-hdf5", "includes": [f"{n}.h5" for n in names]})
-    files.append({"@type": "cr:FileSet", "@id": "csv-files", "name": "csv-files",
+    files.append({"@type": "cr:FileSet", "@id": f"{table}-files", "name": f"{table}-files",
                   "description": "The export's per-split tables: one row per image with its class and raw latents.",
-                  "encodingFormat": "text/csv", "includes": [f"{n}.csv" for n in names]})
+                  "encodingFormat": TABLE_ENCODINGS[table], "includes": [f"{n}.{table}" for n in names]})
     if facts.has_images:
         files.append({"@type": "cr:FileSet", "@id": "png-files", "name": "png-files",
                       "description": f"The export's images, {facts.resolution} x {facts.resolution} RGB PNG.",
@@ -70,16 +72,16 @@ def _distribution(facts: DatasetFacts) -> list[dict[str, Any]]:
     return files
 
 
-def _samples(facts: DatasetFacts) -> dict[str, Any]:
-    """The record set of samples: CSV rows, joined to their PNG on the image path when images exist."""
-    rs = "samples"
+def _samples(facts: DatasetFacts, table: str) -> dict[str, Any]:
+    """The record set of samples: table rows, joined to their PNG on the image path when images exist."""
+    rs, rows = "samples", f"{table}-files"
     fields: list[dict[str, Any]] = []
     if facts.has_images:
         fields += [
             _field(rs, "file", "sc:Text", "Path of the image relative to the export's root.",
                    {"fileSet": {"@id": "png-files"}, "extract": {"fileProperty": "fullpath"},
                     "transform": {"regex": "^(.*)$"}},
-                   references=_column("csv-files", "file")),
+                   references=_column(rows, "file")),
             _field(rs, "image", "sc:ImageObject", "The rendered image.",
                    {"fileSet": {"@id": "png-files"}, "extract": {"fileProperty": "content"}}),
             _field(rs, "split", "sc:Text", "The split the sample belongs to.",
@@ -89,20 +91,20 @@ def _samples(facts: DatasetFacts) -> dict[str, Any]:
     else:
         fields += [
             _field(rs, "file", "sc:Text", "Path the image has once rendered and exported.",
-                   _column("csv-files", "file")),
+                   _column(rows, "file")),
             _field(rs, "split", "sc:Text", "The split the sample belongs to.",
-                   {"fileSet": {"@id": "csv-files"}, "extract": {"fileProperty": "filename"},
-                    "transform": {"regex": "^(.*)\\.csv$"}}),
+                   {"fileSet": {"@id": rows}, "extract": {"fileProperty": "filename"},
+                    "transform": {"regex": f"^(.*)\\.{table}$"}}),
         ]
     fields += [
         _field(rs, "index", "sc:Integer", "Global sample index (the seed and this index determine the latents).",
-               _column("csv-files", "index")),
+               _column(rows, "index")),
         _field(rs, "class", "sc:Integer", "Object class 0-6 (see record set class_names).",
-               _column("csv-files", "class")),
-        _field(rs, "class_name", "sc:Text", "Object class name.", _column("csv-files", "class_name")),
+               _column(rows, "class")),
+        _field(rs, "class_name", "sc:Text", "Object class name.", _column(rows, "class_name")),
     ]
     fields += [_field(rs, name, "sc:Float", f"Raw latent in [-1, 1]; scene units: {SCENE_UNITS[name]}.",
-                      _column("csv-files", name)) for name in LATENT_NAMES]
+                      _column(rows, name)) for name in LATENT_NAMES]
     return {"@type": "cr:RecordSet", "@id": rs, "name": rs, "key": {"@id": f"{rs}/file"},
             "description": "One record per image: class and the ten raw latents that generated it.", "field": fields}
 
@@ -139,8 +141,11 @@ def _responsible_ai(facts: DatasetFacts) -> dict[str, Any]:
     }
 
 
-def croissant(facts: DatasetFacts, date_published: str) -> dict[str, Any]:
-    """The Croissant JSON-LD document of a dataset variant (``date_published`` as YYYY-MM-DD)."""
+def croissant(facts: DatasetFacts, date_published: str, table: str = "csv") -> dict[str, Any]:
+    """The Croissant JSON-LD document of a dataset variant (``date_published`` as YYYY-MM-DD), whose records
+    come from the export with ``table`` (``"csv"`` or ``"parquet"``) tables."""
+    if table not in TABLE_ENCODINGS:
+        raise ValueError(f"unknown table format {table!r}; choose {' or '.join(TABLE_ENCODINGS)}")
     return {
         "@context": CONTEXT,
         "@type": "sc:Dataset",
@@ -156,6 +161,6 @@ def croissant(facts: DatasetFacts, date_published: str) -> dict[str, Any]:
         "keywords": list(card_text.TAGS),
         "isAccessibleForFree": True,
         **_responsible_ai(facts),
-        "distribution": _distribution(facts),
-        "recordSet": [_class_names(), _samples(facts)],
+        "distribution": _distribution(facts, table),
+        "recordSet": [_class_names(), _samples(facts, table)],
     }

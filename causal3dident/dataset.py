@@ -465,7 +465,7 @@ class RawChunks:
         return cls(table, tuple(ds.shape[1:]), ds.dtype, codec)
 
     def read(self, data: memoryview, indices: np.ndarray, out: np.ndarray) -> None:
-        """Decode the images at ``indices`` from the mapped file ``data`` into ``out`` [B, H, W, C], one after another."""
+        """Decode the images at ``indices`` from the mapped file ``data`` into ``out`` [B, H, W, C], in order."""
         nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
         if out.shape != (len(indices), *self.shape) or out.dtype != self.dtype or not out.flags.c_contiguous:
             raise ValueError(f"out must be a C-contiguous {self.dtype} array of shape {(len(indices), *self.shape)}")

@@ -182,6 +182,29 @@ def test_real_export_matches_the_assumed_layout(synthetic_h5, tmp_path):
     assert len(load_records(out / "croissant.json")) == 64
 
 
+def test_croissant_loads_a_parquet_export(synthetic_h5, tmp_path):
+    pytest.importorskip("pyarrow.parquet")
+    h5 = tmp_path / "train.h5"
+    shutil.copy(synthetic_h5, h5)
+    out = tmp_path / "export"
+    result = CliRunner().invoke(main, ["export", str(h5), str(out), "--format", "parquet"])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["card", str(h5), "--out", str(out), "--no-figures", "--table", "parquet"])
+    assert result.exit_code == 0, result.output
+    distribution = json.loads((out / "croissant.json").read_text())["distribution"]
+    formats = {d["@id"]: d["encodingFormat"] for d in distribution}
+    assert formats["parquet-files"] == "application/x-parquet" and "csv-files" not in formats
+    records = load_records(out / "croissant.json")
+    with h5py.File(h5) as f:
+        images, z, c = f["images"][...], f["latents"][...], f["classes"][...]
+    assert sorted(int(r["samples/index"]) for r in records) == list(range(64))
+    for r in records:
+        i = int(r["samples/index"])
+        assert text(r["samples/split"]) == "train" and r["samples/class"] == c[i]
+        assert np.array_equal(np.asarray(r["samples/image"]), images[i])
+        assert np.array_equal(np.array([r[f"samples/{k}"] for k in LATENT_NAMES], dtype=np.float32), z[i])
+
+
 def test_card_shows_the_leaderboard_heatmap(synthetic_h5, tmp_path):
     from test_bench_leaderboard import rows_like_the_paper
 

@@ -1,4 +1,4 @@
-"""c3di convert / c3di export: original layout <-> HDF5 <-> PNG + CSV, values exact both ways."""
+"""c3di convert / c3di export: original layout <-> HDF5 <-> PNG + CSV or Parquet, values exact both ways."""
 
 from __future__ import annotations
 
@@ -71,6 +71,31 @@ def test_export_csv_is_the_layout_croissant_describes(synthetic_h5, tmp_path) ->
         np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / row["file"])), images[k])
 
 
+def test_export_parquet_has_the_csv_columns_with_exact_values(synthetic_h5, tmp_path) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    result = CliRunner().invoke(main, ["export", str(synthetic_h5), str(tmp_path / "pq"), "--format", "parquet",
+                                       "--split", "test"])
+    assert result.exit_code == 0, result.output
+    export(synthetic_h5, tmp_path / "csv", fmt="csv", split="test")
+    with open(tmp_path / "csv" / "test.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    table = pq.read_table(tmp_path / "pq" / "test.parquet")
+    assert table.column_names == list(rows[0])
+    with h5py.File(synthetic_h5, "r") as f:
+        images, latents, classes, index = f["images"][...], f["latents"][...], f["classes"][...], f["index"][...]
+    assert table["index"].to_pylist() == index.tolist() and table["class"].to_pylist() == classes.tolist()
+    assert table["file"].to_pylist() == [row["file"] for row in rows]
+    assert table["class_name"].to_pylist() == [CLASS_NAMES[c] for c in classes]
+    stored = np.stack([table[name].to_numpy() for name in LATENT_NAMES], axis=1)
+    assert stored.dtype == np.float32
+    np.testing.assert_array_equal(stored, latents)  # exact: float32 in, float32 out
+    for k in (0, len(rows) - 1):
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "pq" / rows[k]["file"])), images[k])
+    again = CliRunner().invoke(main, ["export", str(synthetic_h5), str(tmp_path / "pq"), "--format", "parquet",
+                                      "--split", "test"])
+    assert again.exit_code == 2 and "test.parquet already exists; pass --overwrite" in again.output
+
+
 def test_refusals(synthetic_h5, tmp_path) -> None:
     make_original(tmp_path / "two", "train")
     make_original(tmp_path / "two", "test")
@@ -84,7 +109,7 @@ def test_refusals(synthetic_h5, tmp_path) -> None:
     with pytest.raises(DatasetFileError, match="holds no original-layout data"):
         convert(tmp_path / "empty", tmp_path / "y.h5")
     with pytest.raises(ConfigError, match="unknown export format"):
-        export(synthetic_h5, tmp_path / "z", fmt="parquet")
+        export(synthetic_h5, tmp_path / "z", fmt="feather")
 
 
 def test_cli_commands_and_one_line_errors(synthetic_h5, tmp_path) -> None:
