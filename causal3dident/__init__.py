@@ -1,8 +1,8 @@
 """Causal3DIdent: generator, loader and benchmark for the Causal3DIdent dataset.
 
 The core (latents, SCM, HDF5 format) needs numpy, scipy and h5py only; the torchvision dataset
-``Causal3DIdent``, ``channels_last_collate`` and ``batch_buffer`` are imported on first use, so loading latents never
-imports torch or bpy.
+``Causal3DIdent``, ``channels_last_collate`` and ``batch_buffer`` are imported on first use, so loading
+latents never imports torch or bpy.
 """
 
 from __future__ import annotations

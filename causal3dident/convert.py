@@ -30,7 +30,6 @@ from .store import atomic_h5, check_output, create_image_dataset, open_dataset, 
 
 BLOCK = 256
 FORMATS = ("original", "csv", "parquet")
-TABLE_FORMATS = ("csv", "parquet")
 
 
 def default_workers() -> int:
