@@ -61,24 +61,22 @@ def lz4_encode(raw: bytes) -> bytes:
     return struct.pack(">QI", len(raw), LZ4_BLOCK) + struct.pack(">I", len(block)) + block
 
 
-def lz4_decode(data: bytes | memoryview, size: int) -> bytearray:
-    """The ``size`` bytes of a chunk in the LZ4 filter's framing (any block size, as hdf5plugin writes it), in a
-    new writable buffer (so tensors can share it)."""
+def lz4_decode(data: bytes | memoryview, size: int) -> bytes | memoryview:
+    """The ``size`` bytes of a chunk in the LZ4 filter's framing (any block size, as hdf5plugin writes it)."""
     lz4_block = _lz4()
     total, block_size, n = _LZ4_HEAD.unpack_from(data, 0)
     if total != size:
         raise ValueError(f"LZ4 chunk holds {total} bytes, expected {size}")
     if n == len(data) - 16 and n < total:  # one compressed block, as this package writes every image
-        return lz4_block.decompress(data[16:], uncompressed_size=total, return_bytearray=True)
+        return lz4_block.decompress(data[16:], uncompressed_size=total)
     out, pos, done = [], 12, 0
     while done < total:
         n = struct.unpack_from(">I", data, pos)[0]
         expect = min(block_size, total - done)
         piece = data[pos + 4: pos + 4 + n]
-        out.append(bytearray(piece) if n == expect else
-                   lz4_block.decompress(piece, uncompressed_size=expect, return_bytearray=True))
+        out.append(piece if n == expect else lz4_block.decompress(piece, uncompressed_size=expect))
         pos, done = pos + 4 + n, done + expect
-    return out[0] if len(out) == 1 else bytearray().join(out)
+    return out[0] if len(out) == 1 else b"".join(out)
 
 
 def write_images(ds: h5py.Dataset, start: int, images: np.ndarray) -> None:

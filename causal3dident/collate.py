@@ -48,12 +48,14 @@ def batch_buffer(fields: Sequence[tuple[Sequence[int], torch.dtype]]) -> list[to
     main process as one file, whatever its tensor count; elsewhere (the default collate copies every
     field anyway) it is ordinary memory, which is cheaper to allocate.
     """
+    if not fields:  # nothing to hold (PIL images, int targets): no buffer
+        return []
     offsets, total = [], 0
     for shape, dtype in fields:
         offsets.append(total)
         total += -(-math.prod(shape) * dtype.itemsize // _ALIGN) * _ALIGN
     if _collating_pid == os.getpid() and get_worker_info() is not None:
-        storage = torch.UntypedStorage._new_shared(max(total, 1))
+        storage = torch.UntypedStorage._new_shared(max(total, 1))  # mmap needs a byte
     else:
         storage = torch.UntypedStorage(max(total, 1))
     _BUFFERS.add(storage)

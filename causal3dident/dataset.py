@@ -476,22 +476,17 @@ class RawChunks:
             target[k * nbytes:(k + 1) * nbytes] = raw if mask & 1 or decode is None else decode(raw)
 
 
-def inflater(size: int) -> Callable[[memoryview], bytearray]:
+def inflater(size: int) -> Callable[[memoryview], bytes | bytearray]:
     """A function inflating a zlib stream to ``size`` bytes: libdeflate's if installed, else zlib's."""
     try:
         import deflate
     except ImportError:
-        return zlib_inflate
+        return zlib.decompress
 
     def inflate(raw: memoryview) -> bytearray:
         return deflate.zlib_decompress(raw, size)
 
     return inflate
-
-
-def zlib_inflate(raw: memoryview) -> bytearray:
-    """A zlib stream inflated by zlib, in a writable buffer."""
-    return bytearray(zlib.decompress(raw))
 
 
 class PNGSource:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import zlib
 
 import h5py
 import numpy as np
@@ -240,7 +241,7 @@ def test_raw_chunk_reads_match_h5py_with_either_inflater(h5, truth, monkeypatch)
     assert ds.source.prepare("images") is not None, "the store's layout should be read chunk by chunk"
     np.testing.assert_array_equal(ds.source.read(order), truth["images"][order])
     monkeypatch.setitem(sys.modules, "deflate", None)  # libdeflate missing: zlib inflates
-    assert dataset_module.inflater(10) is dataset_module.zlib_inflate
+    assert dataset_module.inflater(10) is zlib.decompress
     np.testing.assert_array_equal(Causal3DIdent(h5).source.read(order), truth["images"][order])
 
 
