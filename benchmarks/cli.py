@@ -45,8 +45,10 @@ def bench() -> None:
 @SETTINGS_OPTION
 @SET_OPTION
 @DEVICE_OPTION
+@click.option("--eval-every", type=click.IntRange(min=0), default=0,
+              help="Also probe the held-out samples every N steps into curve.csv (a learning curve); 0: only at the end.")
 def run(setting: str, tier: str, seed: int, method: str | None, encoder: str | None, data: Path, out: Path,
-        settings_files: tuple[Path, ...], overrides: tuple[str, ...], device: str) -> None:
+        settings_files: tuple[Path, ...], overrides: tuple[str, ...], device: str, eval_every: int) -> None:
     """Train and evaluate one setting; write OUT/<tier>/<method>/<setting>/seed<S>/results.csv."""
     from .runner import run_benchmark
     from .settings import get_setting, load_settings
@@ -55,7 +57,7 @@ def run(setting: str, tier: str, seed: int, method: str | None, encoder: str | N
     the_setting = get_setting(setting, load_settings(settings_files))
     the_tier = load_tier(tier, overrides)
     path = run_benchmark(the_setting, the_tier, seed, data, out, method=method, encoder=encoder, device=device,
-                         on_step=_progress(the_tier.train.log_every), echo=click.echo)
+                         on_step=_progress(the_tier.train.log_every), echo=click.echo, eval_every=eval_every)
     click.echo(f"wrote {path / 'results.csv'}")
     _print_summary(path)
 

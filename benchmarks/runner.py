@@ -33,6 +33,7 @@ from .train import CHECKPOINT, StepCallback, Trainer, autocast_dtype
 
 RESULTS = "results.csv"
 RECORD = "run.json"
+CURVE = "curve.csv"
 COLUMNS = ("method", "setting", "tier", "seed", "layer", "probe", "factor", "metric", "value")
 
 
@@ -55,10 +56,13 @@ def is_finished(path: Path) -> bool:
 
 def run_benchmark(setting: Setting, tier: Tier, seed: int, data: str | os.PathLike[str], out: str | os.PathLike[str],
                   method: str | None = None, encoder: str | None = None, device: str = "auto",
-                  on_step: StepCallback | None = None, echo: Callable[[str], None] = lambda s: None) -> Path:
+                  on_step: StepCallback | None = None, echo: Callable[[str], None] = lambda s: None,
+                  eval_every: int = 0) -> Path:
     """Train ``method`` (default simclr) or load ``encoder``, evaluate, write the run folder; returns it.
 
     With ``encoder``, ``method`` only names the rows. An interrupted run resumes from its checkpoint.
+    ``eval_every`` > 0 also probes the held-out samples every that many steps into ``curve.csv``
+    (a learning curve; training itself is unchanged by it).
     """
     dev = pick_device(device)
     torch.manual_seed(seed)
@@ -83,6 +87,8 @@ def run_benchmark(setting: Setting, tier: Tier, seed: int, data: str | os.PathLi
         trainer = Trainer(method_obj, model, setting, tier, data_, seed, dev, _fingerprint(record))
         _write_record(path, record)
         echo(f"{path}: training {name} on {setting.id} ({tier.train.steps} steps, {len(data_.train)} anchors)")
+        if eval_every > 0:
+            on_step = _with_curve(on_step, trainer, data_, tier, seed, dev, path / CURVE, eval_every)
         record["train"] = trainer.train(path, on_step)
         model = trainer.model
     else:
@@ -98,6 +104,32 @@ def run_benchmark(setting: Setting, tier: Tier, seed: int, data: str | os.PathLi
                                     "layer": r.layer, "probe": r.probe, "factor": r.factor, "metric": r.metric,
                                     "value": f"{r.value:.6f}"} for r in rows])
     return path
+
+
+def _with_curve(on_step: StepCallback | None, trainer: Trainer, data: Any, tier: Tier, seed: int,
+                dev: torch.device, path: Path, every: int) -> StepCallback:
+    """``on_step`` plus, every ``every`` steps, the final layer's probes on the held-out samples as rows of
+    ``path`` (step, images seen, factor, probe, metric, value); the model goes back to training mode."""
+
+    def step(k: int, loss: float) -> None:
+        if on_step is not None:
+            on_step(k, loss)
+        if k % every and k != tier.train.steps:
+            return
+        features = embed(trainer.model, data.held_out.images, tier.eval.batch_size, dev)
+        trainer.model.train()
+        rows, _ = evaluate({"final": features["final"]}, data.held_out.latents, data.held_out.classes, tier.eval,
+                           seed)
+        new = not path.exists()
+        with path.open("a", newline="") as fh:
+            writer = csv.writer(fh)
+            if new:
+                writer.writerow(["step", "images_seen", "loss", "probe", "factor", "metric", "value"])
+            for r in rows:
+                writer.writerow([k, k * tier.train.batch_size, f"{loss:.5f}", r.probe, r.factor, r.metric,
+                                 f"{r.value:.6f}"])
+
+    return step
 
 
 def _fingerprint(record: dict[str, Any]) -> str:

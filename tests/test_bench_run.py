@@ -151,3 +151,21 @@ def test_bf16_precision_trains_on_cpu_and_is_recorded(synthetic_h5, tmp_path):
 def test_unknown_precision_is_a_config_error():
     with pytest.raises(ConfigError, match="train.precision must be one of auto, fp32, bf16"):
         load_tier("smoke", ["train.precision=fp16"])
+
+
+def test_learning_curve_probes_every_n_steps_and_leaves_training_unchanged(synthetic_h5, tmp_path):
+    common = ["run", "--setting", "lt_hues", "--tier", "smoke", "--data", str(synthetic_h5), "--set", "train.steps=5"]
+    plain = bench(*common, "--out", str(tmp_path / "plain"))
+    curved = bench(*common, "--out", str(tmp_path / "curved"), "--eval-every", "2")
+    assert plain.exit_code == 0 and curved.exit_code == 0, plain.output + curved.output
+    run = ("smoke", "simclr", "lt_hues", "seed0")
+    assert read_results(tmp_path.joinpath("plain", *run, "results.csv")) == \
+        read_results(tmp_path.joinpath("curved", *run, "results.csv"))
+    assert not tmp_path.joinpath("plain", *run, "curve.csv").exists()
+    curve = read_results(tmp_path.joinpath("curved", *run, "curve.csv"))
+    assert sorted({int(r["step"]) for r in curve}) == [2, 4, 5]  # every 2 steps, and the last
+    assert {int(r["images_seen"]) for r in curve} == {32, 64, 80}  # steps x batch 16
+    final_class = [r for r in curve if r["step"] == "5" and r["factor"] == "class"]
+    result_class = [r for r in read_results(tmp_path.joinpath("curved", *run, "results.csv"))
+                    if r["layer"] == "final" and r["probe"] == "logistic"]
+    assert float(final_class[0]["value"]) == pytest.approx(float(result_class[0]["value"]))
