@@ -133,13 +133,16 @@ def tier_from_dict(name: str, spec: Mapping[str, Any], overrides: Iterable[str] 
     data = copy.deepcopy(dict(spec))
     for item in overrides:
         path, value = parse_assignment(item)
-        set_path(data, _method_path(path, method, item), value, item)
+        set_path(data, _override_path(path, method, item), value, item)
     data.update(name=name, overrides=(*data.get("overrides", ()), *overrides))
     return validate(Tier, data, source=f"tier {name!r}", hint=HINT)
 
 
-def _method_path(path: list[str], method: str | None, item: str) -> list[str]:
-    """``method.<param>`` -> ``method.<the run's method>.<param>``; other paths unchanged."""
+def _override_path(path: list[str], method: str | None, item: str) -> list[str]:
+    """``method.<param>`` -> ``method.<the run's method>.<param>``; other paths unchanged (but not the
+    tier's name and overrides, which the run sets)."""
+    if path[0] in ("name", "overrides"):
+        raise ConfigError(f"--set {item!r}: {path[0]} is set by the run (--tier, --set), not by --set")
     if path[0] != "method":
         return path
     if len(path) == 2:

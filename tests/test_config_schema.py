@@ -54,6 +54,7 @@ def one_line_exit_2(result) -> str:
     ("nosuch.key=1", "tier 'smoke': nosuch: unknown key; known keys: name, description, resolution"),
     ("train.stpes=3", "train.stpes: unknown key; known keys: batch_size, steps, lr,"),
     ("model.encoder.depth=3", "model.encoder is a value, not a section"),
+    ("name=mini", "name is set by the run"),
 ])
 def test_tier_unknown_keys_are_named_with_their_path(item, message):
     assert message in config_error(lambda: load_tier("smoke", [item]))
