@@ -15,7 +15,8 @@ import click
 SETTINGS_OPTION = click.option("--settings", "settings_files", multiple=True, type=click.Path(path_type=Path),
                                help="Extra settings YAML file (same form as benchmarks/settings.yaml). Repeatable.")
 SET_OPTION = click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
-                          help="Override a tier value, e.g. train.steps=100. Repeatable; recorded in run.json.")
+                          help="Override a tier value, e.g. train.steps=100 or method.temperature=0.5 (a parameter "
+                               "of the run's method); checked against the tier's schema. Repeatable; recorded.")
 DEVICE_OPTION = click.option("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N.")
 RENDER_WORKERS_OPTION = click.option("--render-workers", type=int, default=None,
                                      help="Render processes for the tier's data (default: the renderer's).")
@@ -55,7 +56,7 @@ def run(setting: str, tier: str, seed: int, method: str | None, encoder: str | N
     from .tiers import load_tier
 
     the_setting = get_setting(setting, load_settings(settings_files))
-    the_tier = load_tier(tier, overrides)
+    the_tier = load_tier(tier, overrides, method=None if encoder else method or "simclr")
     path = run_benchmark(the_setting, the_tier, seed, data, out, method=method, encoder=encoder, device=device,
                          on_step=_progress(the_tier.train.log_every), echo=click.echo, eval_every=eval_every)
     click.echo(f"wrote {path / 'results.csv'}")
@@ -69,12 +70,14 @@ def run(setting: str, tier: str, seed: int, method: str | None, encoder: str | N
 @RENDER_WORKERS_OPTION
 @ASSETS_OPTION
 @click.option("--render-device", default="auto", show_default=True, help="Cycles device, as 'c3di render --device'.")
-def data(tier: str, folder: Path, render_workers: int | None, assets: Path | None, render_device: str) -> None:
+@SET_OPTION
+def data(tier: str, folder: Path, render_workers: int | None, assets: Path | None, render_device: str,
+         overrides: tuple[str, ...]) -> None:
     """Render the dataset a tier declares (tiers.yaml 'data:'); a killed render resumes, finished files are reused."""
     from .tier_data import ensure_tier_data
     from .tiers import load_tier
 
-    ensure_tier_data(load_tier(tier), folder, workers=render_workers, device=render_device, assets=assets,
+    ensure_tier_data(load_tier(tier, overrides), folder, workers=render_workers, device=render_device, assets=assets,
                      echo=click.echo)
 
 
@@ -109,7 +112,7 @@ def sweep(tier: str, data: Path, render: bool, render_workers: int | None, asset
 
     settings = load_settings(settings_files)
     ids = list(settings) if "all" in setting_ids else list(setting_ids) or table1_ids(settings)
-    the_tier = load_tier(tier, overrides)
+    the_tier = load_tier(tier, overrides, method=method)
     seed_list = [int(s) for s in seeds.split(",")] if seeds else list(the_tier.seeds)
     name = resolve_method(method, the_tier).name
     if render:
@@ -165,14 +168,15 @@ def settings_command(settings_files: tuple[Path, ...]) -> None:
 @bench.command("tiers")
 def tiers_command() -> None:
     """List the tiers with their main numbers."""
+    from .methods import method_params
     from .tiers import load_tier, tier_names
 
     for name in tier_names():
         t = load_tier(name)
         flag = " [provisional]" if t.provisional else ""
+        params = "; ".join(f"{m} " + ", ".join(f"{k} {v}" for k, v in method_params(m, t).items()) for m in t.method)
         click.echo(f"{name}{flag}: {t.resolution} px, {t.model.encoder}, batch {t.train.batch_size}, "
-                   f"{t.train.steps} steps, lr {t.train.lr}, temperature {t.train.temperature}, "
-                   f"seeds {list(t.seeds)}; {t.description}")
+                   f"{t.train.steps} steps, lr {t.train.lr}, {params}, seeds {list(t.seeds)}; {t.description}")
 
 
 def _progress(every: int) -> Callable[[int, float], None]:

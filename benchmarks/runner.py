@@ -26,9 +26,9 @@ from causal3dident.store import package_version, utc_now
 
 from .data import load_data
 from .evaluate import embed, evaluate
-from .methods import load_object, resolve_method
+from .methods import load_object, method_params, resolve_method
 from .settings import Setting
-from .tiers import Tier, tier_from_dict
+from .tiers import Tier, tier_from_dict, upgrade_recorded
 from .train import CHECKPOINT, StepCallback, Trainer, autocast_dtype
 
 RESULTS = "results.csv"
@@ -76,6 +76,7 @@ def run_benchmark(setting: Setting, tier: Tier, seed: int, data: str | os.PathLi
     path.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {
         "method": name, "method_spec": method or "simclr", "encoder": encoder, "setting": setting.to_dict(),
+        "method_params": method_params(method or "simclr", tier) if method_obj is not None else None,
         "tier": tier.to_dict(), "seed": seed, "dataset": data_.info, "package_version": package_version(),
         "torch_version": torch.__version__, "python": platform.python_version(), "device": str(dev),
         "mixed_precision": "bf16" if autocast_dtype(tier.train.precision, dev) else None, "channels_last": True,
@@ -174,7 +175,7 @@ def load_encoder(spec: str, tier: Tier, device: torch.device) -> nn.Module:
             raise ConfigError(f"--encoder {spec}: need a {CHECKPOINT} with its {RECORD} beside it (a run folder of "
                               f"this harness); for other encoders pass module:function")
         record = json.loads(record_path.read_text())
-        run_tier = tier_from_dict(record["tier"]["name"], record["tier"])
+        run_tier = tier_from_dict(record["tier"]["name"], upgrade_recorded(record["tier"]))
         model = resolve_method(record["method_spec"], run_tier).build_encoder(run_tier)
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
