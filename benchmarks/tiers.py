@@ -22,7 +22,7 @@ from causal3dident.schema import (Float, Int, NonNegativeFloat, NonNegativeInt, 
                                   parse_assignment, set_path, validate)
 
 HINT = "fix tiers.yaml or the --set value"
-ENCODERS = ("resnet18", "convnet")
+ENCODERS = ("resnet18", "resnet10", "convnet")
 POOLS = ("avg", "flatten")
 SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -33,7 +33,7 @@ Resolution = Annotated[Int, Field(ge=8, le=8192)]
 class ModelConfig:
     """Encoder architecture: backbone -> hidden_dim -> LeakyReLU -> content_dim."""
 
-    encoder: Literal["resnet18", "convnet"] = "resnet18"
+    encoder: Literal["resnet18", "resnet10", "convnet"] = "resnet18"
     widths: Annotated[tuple[PositiveInt, ...], Field(min_length=1)] = (32, 64, 128, 256)
     pool: Literal["avg", "flatten"] = "avg"
     hidden_dim: PositiveInt = 100
