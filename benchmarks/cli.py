@@ -144,11 +144,15 @@ def sweep(tier: str, data: Path, render: bool, render_workers: int | None, asset
 @click.option("--layer", type=click.Choice(["final", "hidden"]), default="final", show_default=True)
 @click.option("--probe", type=click.Choice(["kernel_ridge", "linear"]), default="kernel_ridge", show_default=True,
               help="Regression probe for the latents (class accuracy is always logistic regression).")
-def leaderboard(dirs: tuple[Path, ...], out: Path, layer: str, probe: str) -> None:
+@click.option("--metric", "metrics", multiple=True, metavar="NAME",
+              help="Also tabulate this metric per setting: mlp, mcc_pearson, mcc_spearman, mcc_content_pearson, "
+                   "mcc_content_spearman, dci_disentanglement, dci_completeness, dci_informativeness, logistic. "
+                   "Repeatable.")
+def leaderboard(dirs: tuple[Path, ...], out: Path, layer: str, probe: str, metrics: tuple[str, ...]) -> None:
     """Tabulate all results under DIRS beside the paper's Table 1, with Spearman's rho and a heatmap."""
     from .leaderboard import write_leaderboard
 
-    path, pictures = write_leaderboard(dirs, out, layer, probe)
+    path, pictures = write_leaderboard(dirs, out, layer, probe, metrics)
     click.echo(f"wrote {path}" + "".join(f", {p}" for p in pictures))
 
 

@@ -96,7 +96,8 @@ def run_benchmark(setting: Setting, tier: Tier, seed: int, data: str | os.PathLi
         model = load_encoder(encoder or "", tier, dev)
     echo(f"{path}: evaluating on {len(data_.held_out)} held-out samples")
     features = embed(model, data_.held_out.images, tier.eval.batch_size, dev)
-    rows, details = evaluate(features, data_.held_out.latents, data_.held_out.classes, tier.eval, seed)
+    rows, details = evaluate(features, data_.held_out.latents, data_.held_out.classes, tier.eval, seed,
+                             content=setting.content)
     record["eval"] = details
     record["finished"] = utc_now()
     record["seconds"] = round(time.perf_counter() - started, 1)
