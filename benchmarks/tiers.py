@@ -1,4 +1,4 @@
-"""Benchmark tiers (smoke, mini, paper): model, training and evaluation sizes, from ``tiers.yaml``.
+"""Benchmark tiers (smoke, mini, gpu, paper): model, training and evaluation sizes, from ``tiers.yaml``.
 
 A run may override single values (``--set train.steps=100``); the resolved tier is recorded.
 """
@@ -48,6 +48,7 @@ class TrainConfig:
     checkpoint_every: int = 5000
     log_every: int = 500
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; bf16 on CPU pays off with AMX
+    compile: bool = False  # torch.compile the encoder's forward (pays off on a GPU over many steps)
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ def _validate(tier: Tier) -> None:
         (tier.model.pool in POOLS, f"model.pool must be one of {', '.join(POOLS)}"),
         (tier.train.schedule in SCHEDULES, f"train.schedule must be one of {', '.join(SCHEDULES)}"),
         (tier.train.precision in PRECISIONS, f"train.precision must be one of {', '.join(PRECISIONS)}"),
+        (isinstance(tier.train.compile, bool), "train.compile must be true or false"),
         (tier.resolution >= 8, "resolution must be at least 8 pixels"),
         (tier.train.batch_size >= 2, "train.batch_size must be at least 2"),
         (tier.train.steps >= 1 and tier.train.checkpoint_every >= 1, "train.steps and checkpoint_every must be >= 1"),
