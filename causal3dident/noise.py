@@ -7,6 +7,7 @@ cover it, so shard i of k is exactly rows [start, stop) of the unsharded draw.
 
 from __future__ import annotations
 
+import functools
 import os
 import zlib
 from collections.abc import Callable
@@ -45,7 +46,8 @@ def uniforms(seed: int, stream: str, start: int, stop: int, width: int, *, key: 
 
 def uniforms_at(seed: int, stream: str, indices: np.ndarray, width: int, *, key: tuple[int, ...] = ()) -> np.ndarray:
     """``uniforms`` at any indices (any order, repeats allowed): [width, len(indices)], column k equal to
-    index ``indices[k]``'s column of any range draw. Each block the indices touch is drawn once."""
+    index ``indices[k]``'s column of any range draw. The last few blocks drawn are kept (``_recent_block``), so
+    random batches from a pool of up to ``RECENT_BLOCKS * BLOCK`` indices draw each block once."""
     indices = np.asarray(indices, dtype=np.int64).reshape(-1)
     if (indices < 0).any():
         raise ValueError("noise indices must be non-negative")
@@ -54,7 +56,18 @@ def uniforms_at(seed: int, stream: str, indices: np.ndarray, width: int, *, key:
     blocks = indices // BLOCK
     for b in np.unique(blocks).tolist():
         rows = np.flatnonzero(blocks == b)
-        out[:, rows] = _block(seed, sid, key, b, width)[:, indices[rows] - b * BLOCK]
+        out[:, rows] = _recent_block(seed, sid, tuple(int(k) for k in key), b, width)[:, indices[rows] - b * BLOCK]
+    return out
+
+
+RECENT_BLOCKS = 4
+
+
+@functools.lru_cache(maxsize=RECENT_BLOCKS)
+def _recent_block(seed: int, sid: int, key: tuple[int, ...], block: int, width: int) -> np.ndarray:
+    """``_block``, read-only and remembered (a few MB each: z~ draws are 3-9 wide)."""
+    out = _block(seed, sid, key, block, width)
+    out.flags.writeable = False
     return out
 
 
