@@ -177,31 +177,45 @@ def test_run_json_records_how_the_pairs_were_made(data_file, tmp_path):
     assert exact["mode"] == "exact" and exact["source"] == "/pairs/hues/images"
 
 
-def _doc_examples() -> list[tuple[str, str]]:
-    found = []
-    for page in ("loading.md", "benchmark.md"):
-        found += [(page, b) for b in re.findall(r"```python\n(.*?)```", (DOCS / page).read_text(), flags=re.S)
-                  if "EpochSampler" in b]
-    return found
+def doc_example(page: str, name: str) -> str:
+    """The python block of ``docs/<page>`` that defines ``name``."""
+    (code,) = [b for b in re.findall(r"```python\n(.*?)```", (DOCS / page).read_text(), flags=re.S)
+               if "EpochSampler" in b and name in b]
+    return code
 
 
-@pytest.mark.parametrize("page, code", _doc_examples(), ids=[p for p, _ in _doc_examples()])
-def test_docs_example_replays_a_runs_nearest_pairs(page, code, data_file, tmp_path, monkeypatch):
+def bench_run(tmp_path: Path, data_file: Path, setting: str) -> Path:
+    """A smoke run of ``setting`` (lt_hues, or lt_hues_nearest) on a copy of the file; cwd is ``tmp_path``."""
     extra = tmp_path / "nearest.yaml"
     extra.write_text("settings:\n  lt_hues_nearest:\n    lt: hues\n    lt_pairs: nearest\n    style: [hues]\n")
-    runs = tmp_path / "runs"
     path = shutil.copy(data_file, tmp_path / "train.h5")
-    result = CliRunner().invoke(main, ["bench", "run", "--setting", "lt_hues_nearest", "--settings", str(extra),
-                                       "--tier", "smoke", "--data", str(path), "--out", str(runs)],
+    result = CliRunner().invoke(main, ["bench", "run", "--setting", setting, "--settings", str(extra), "--tier",
+                                       "smoke", "--data", str(path), "--out", str(tmp_path / "runs")],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    monkeypatch.chdir(tmp_path)  # the examples name runs/mini/...: point them at this run
-    code = code.replace("runs/mini/simclr/lt_hues_nearest/seed0", "runs/smoke/simclr/lt_hues_nearest/seed0")
+    return path
+
+
+def test_loading_docs_example_replays_a_runs_nearest_pairs(data_file, tmp_path, monkeypatch):
+    path = bench_run(tmp_path, data_file, "lt_hues_nearest")
+    monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(code, namespace)
+    exec(doc_example("loading.md", "trained_together").replace("runs/mini/", "runs/smoke/"), namespace)
     t = trainer(path, {"lt": "hues", "lt_pairs": "nearest"}, [], seed=0)
     together = namespace["trained_together"]
     assert sorted(together) == list(range(2 * t.per_epoch))
     for step, (anchors, partners) in together.items():
         assert torch.equal(anchors, t.batch_indices(step))
         np.testing.assert_array_equal(partners.numpy(), t.data.nearest.partners(step // t.per_epoch)[anchors])
+
+
+def test_benchmark_docs_example_gives_a_runs_first_exact_pairs(data_file, tmp_path, monkeypatch):
+    path = bench_run(tmp_path, data_file, "lt_hues")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(doc_example("benchmark.md", "first_step").replace("runs/mini/", "runs/smoke/"), namespace)
+    t = trainer(path, {"lt": "hues"}, [], seed=0)
+    view1, view2, index = (torch.stack([torch.as_tensor(s[k]) for s in namespace["first_step"]]) for k in range(3))
+    assert torch.equal(index, t.batch_indices(0))
+    x1, x2 = t.views(0)
+    assert torch.equal(x1, normalize(to_float(view1))) and torch.equal(x2, normalize(to_float(view2)))
