@@ -219,3 +219,14 @@ def test_benchmark_docs_example_gives_a_runs_first_exact_pairs(data_file, tmp_pa
     assert torch.equal(index, t.batch_indices(0))
     x1, x2 = t.views(0)
     assert torch.equal(x1, normalize(to_float(view1))) and torch.equal(x2, normalize(to_float(view2)))
+
+
+def test_checkpoints_of_another_nearest_scheme_are_not_resumed_exact_ones_are():
+    from causal3dident.benchmarks.runner import _fingerprint
+
+    base = {"method_spec": "simclr", "setting": {"id": "x"}, "tier": {"name": "smoke"}, "seed": 0}
+    before = {**base, "dataset": {"sha256": "abc"}}  # a record written before run.json had dataset.pairs
+    exact = {**base, "dataset": {"sha256": "abc", "pairs": {"mode": "exact", "source": "/pairs/hues/images"}}}
+    assert _fingerprint(before) == _fingerprint(exact)
+    nearest = [{**base, "dataset": {"sha256": "abc", "pairs": {"mode": "nearest", "version": v}}} for v in (1, 2)]
+    assert _fingerprint(nearest[0]) != _fingerprint(nearest[1]) != _fingerprint(before)
