@@ -11,14 +11,18 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-from .errors import Causal3DIdentError, ConfigError, DatasetFileError, OutputExistsError
+from .errors import Causal3DIdentError, ConfigError, DamagedFileError, DatasetFileError, OutputExistsError
 from .latents import CLASS_NAMES, LATENT_GROUPS, LATENT_NAMES, to_scene_units
 from .scm import SCM, Intervention, load_preset, preset_names
 from .transformations import LatentTransformation, parse_transformations
 
 __all__ = [
     "CLASS_NAMES", "LATENT_GROUPS", "LATENT_NAMES", "SCM", "Causal3DIdent", "Causal3DIdentError", "ConfigError",
+<<<<<<< HEAD
     "DatasetFileError", "EpochSampler", "Intervention", "LatentTransformation", "OutputExistsError", "batch_buffer",
+=======
+    "DamagedFileError", "DatasetFileError", "Intervention", "LatentTransformation", "OutputExistsError", "batch_buffer",
+>>>>>>> h1
     "channels_last_collate", "load_preset", "parse_transformations", "preset_names", "to_scene_units",
 ]
 

@@ -125,6 +125,7 @@ def info(path: Path, as_json: bool) -> None:
     else:
         h, w, _ = data["images"]
         click.echo(f"  images:    {h}x{w}, {data['rendered']} of {data['num_samples']} rendered")
+        click.echo(f"  checksums: {'CRC-32 of every image' if data['pixel_checksums'] else 'none (older file)'}")
     pairs = ", ".join(f"{k}{' (rendered)' if v['images'] else ''}" for k, v in data["pairs"].items())
     click.echo(f"  pairs:     {pairs or 'none'}")
     preset = config.get("preset", {}).get("name", config.get("source", "unknown"))
@@ -140,15 +141,18 @@ def info(path: Path, as_json: bool) -> None:
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--no-regenerate", is_flag=True, help="Skip re-deriving latents from the recorded config and seed.")
 def verify(path: Path, no_regenerate: bool) -> None:
-    """Check a dataset file fully; exit 1 on any defect."""
+    """Check a dataset file fully (every byte of every image against its checksum); exit 1 on any defect."""
     from .store import verify as verify_file
 
-    problems = verify_file(path, regenerate=not no_regenerate)
+    notes: list[str] = []
+    problems = verify_file(path, regenerate=not no_regenerate, progress=True, notes=notes)
+    for note in notes:
+        click.echo(f"NOTE: {note}", err=True)
     if problems:
         for problem in problems:
             click.echo(f"DEFECT: {problem}", err=True)
         sys.exit(1)
-    click.echo(f"{path}: OK")
+    click.echo(f"{path}: OK" + (" (pixels decoded; no checksums to compare them with)" if notes else ""))
 
 
 @main.command()

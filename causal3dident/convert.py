@@ -1,7 +1,7 @@
 """Conversion both ways between our HDF5 files and folder layouts (``c3di convert``, ``c3di export``).
 
 ``convert``: an original-layout split folder (Causal3DIdent or 3DIdent PNGs + ``.npy``) -> one HDF5 file,
-in the original order, with the image statistics computed on the way. ``export``: an HDF5 file -> the
+in the original order, sealed with pixel checksums and image statistics. ``export``: an HDF5 file -> the
 original layout (``--format original``) or PNGs + a table that Croissant describes (``--format csv`` or
 ``parquet``: ``DIR/images/<split>/<index:06d>.png`` and ``DIR/<split>.csv`` or ``.parquet``, see
 ``causal3dident.croissant``).
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,12 +21,12 @@ import click
 import h5py
 import numpy as np
 
-from . import stats as _stats
+from .checksums import read_checked, seal, stored
 from .codecs import CODECS, write_images
 from .errors import ConfigError, DatasetFileError, OutputExistsError
 from .latents import CLASS_NAMES, LATENT_NAMES
-from .neighbours import pool_digest
 from .original_layout import EXPECTED, OriginalSplit, detect_layout, find_split, write_pngs, write_split
+from .staging import staged_folder
 from .store import atomic_h5, check_output, create_image_dataset, open_dataset, write_core
 
 BLOCK = 256
@@ -64,20 +65,14 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], *, spli
     n = len(data.latents)
     config = {"source": f"original {data.layout} layout", "split_folder": data.folder.name,
               "images": {"source": f"PNG files of the original {data.layout} release", "resolution": height}}
-    acc = _stats.StatsAccumulator()
     with atomic_h5(out, overwrite) as f, ThreadPoolExecutor(workers or default_workers()) as pool:
         write_core(f, latents=data.latents, classes=data.classes, indices=np.arange(n), config=config, seed=0)
         images = create_image_dataset(f, "images", n, height, width, compression)
         for lo in range(0, n, BLOCK):
-            block = data.read(range(lo, min(n, lo + BLOCK)), pool)
-            if block.shape[1:3] != (height, width):
-                raise DatasetFileError(f"{data.folder}: an image in samples {lo}..{lo + len(block) - 1} is not "
-                                       f"{height}x{width} like the first; all images must share one resolution")
+            block = data.read(range(lo, min(n, lo + BLOCK)), pool)  # refuses an image of another size
             write_images(images, lo, block)
-            acc.update(block)
         f.attrs["num_rendered"] = n
-        key = {"digest": pool_digest(data.latents, data.classes), "num_images": n, "image_shape": [height, width, 3]}
-        f.attrs[_stats.STATS_ATTR] = acc.result(data.classes).to_json(key)
+        seal(f, source=str(data.folder))  # pixel checksums and image statistics, from the images as stored
     return Path(out)
 
 
@@ -94,35 +89,40 @@ def export(path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, fmt
         has_images = "images" in f
         target = out_dir / f"{split}set" if fmt == "original" else out_dir
         _check_target(target if fmt == "original" else out_dir / f"{split}.{fmt}", overwrite)
+        if fmt != "original":
+            _check_target(out_dir / "images" / split, overwrite)
         if fmt == "parquet":
             _pyarrow()
         if fmt == "original" and not has_images:
             raise DatasetFileError(f"{path} has no images; the original layout needs them: render the file first, "
                                    f"or export only the table with --format csv or parquet")
-        blocks = _blocks(f) if has_images else iter(())
+        blocks = _blocks(f["images"], stored(f, "images")) if has_images else iter(())
         workers = workers or default_workers()
         if fmt == "original":
-            target.mkdir(parents=True, exist_ok=True)
-            write_split(target, latents, classes, blocks, workers)
+            with staged_folder(target) as staging:  # replaces an earlier export whole, never mixes with it
+                write_split(staging, latents, classes, blocks, workers)
         else:
             files = [f"images/{split}/{i:06d}.png" for i in index]
+            images_dir = out_dir / "images" / split
             if has_images:
-                (out_dir / "images" / split).mkdir(parents=True, exist_ok=True)
-                write_pngs((out_dir / name for name in files), blocks, workers)
+                with staged_folder(images_dir) as staging:
+                    write_pngs((staging / Path(name).name for name in files), blocks, workers)
+            elif images_dir.is_dir():
+                shutil.rmtree(images_dir)  # an earlier export's images of this split: not this file's
             write_table = _write_csv if fmt == "csv" else _write_parquet
-            write_table(out_dir / f"{split}.{fmt}", index, files, classes, latents)
+            write_table(out_dir / f"{split}.{fmt}", index, files, classes, latents)  # last: it names the images
     return target
 
 
 def _check_target(target: Path, overwrite: bool) -> None:
     if target.exists() and not overwrite and (target.is_file() or any(target.iterdir())):
-        raise OutputExistsError(f"{target} already exists; pass --overwrite to write into it or choose another DIR")
+        raise OutputExistsError(f"{target} already exists; pass --overwrite to replace it or choose another DIR")
 
 
-def _blocks(f: object) -> Iterator[np.ndarray]:
-    images = f["images"]  # type: ignore[index]
+def _blocks(images: h5py.Dataset, recorded: np.ndarray | None) -> Iterator[np.ndarray]:
+    """The images in blocks, each image checked against its checksum (a damaged one stops the export)."""
     for lo in range(0, images.shape[0], BLOCK):
-        yield images[lo:lo + BLOCK]
+        yield read_checked(images, lo, min(images.shape[0], lo + BLOCK), recorded)
 
 
 def _write_csv(path: Path, index: np.ndarray, files: list[str], classes: np.ndarray, latents: np.ndarray) -> None:
@@ -199,12 +199,14 @@ def repack(path: str | os.PathLike[str], out: str | os.PathLike[str], *, compres
                                               width, compression)
                 for key, value in obj.attrs.items():
                     images.attrs[key] = value
+                recorded = stored(src, name)
                 for lo in range(0, n, BLOCK):
-                    write_images(images, lo, obj[lo:lo + BLOCK])
+                    write_images(images, lo, read_checked(obj, lo, min(n, lo + BLOCK), recorded))
             else:
                 parent = name.rpartition("/")[0]
                 src.copy(obj, dst.require_group(parent) if parent else dst, name=name.split("/")[-1])
         src.visititems(copy)
+        seal(dst, source=str(path))  # the copied checksums checked against the re-encoded pixels
     return Path(out)
 
 
@@ -228,7 +230,7 @@ def repack_command(path: Path, out: Path, compression: str, overwrite: bool) -> 
                    "croissant.json describes).")
 @click.option("--split", default=None, help="Split name used in the layout (default: the file's stem).")
 @click.option("--workers", type=int, default=None, help="Threads encoding PNGs (default: up to 8).")
-@click.option("--overwrite", is_flag=True, help="Write into an existing, non-empty target.")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier export (swapped in once the new one is complete).")
 def export_command(path: Path, out_dir: Path, fmt: str, split: str | None, workers: int | None,
                    overwrite: bool) -> None:
     """Export an HDF5 dataset file as PNGs with .npy latents (original layout) or with a CSV or Parquet table."""

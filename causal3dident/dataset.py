@@ -9,10 +9,10 @@ with multi-worker (fork or spawn, persistent) DataLoaders. ``__getitems__`` read
 from __future__ import annotations
 
 import mmap
+import operator
 import os
-import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,14 @@ import numpy as np
 import torch
 from torchvision.datasets import VisionDataset
 
-from . import codecs, store
+from . import store
 from . import stats as _stats
+from .checksums import stored as stored_checksums
+from .chunks import MISMATCH, RawChunks, crc32, damaged, describe_failure, inflater  # noqa: F401 (re-exported)
 from .errors import ConfigError, DatasetFileError
 from .collate import batch_buffer
 from .latents import CLASS_NAMES, NUM_LATENTS, to_scene_units
-from .neighbours import NeighbourIndex, cached_index, load_index, pool_digest
+from .neighbours import NeighbourIndex, cached_index, load_index
 from .original_layout import EXPECTED, OriginalSplit, find_split
 from .pairs import DAPair, NearestPairs, PairSpec, parse_pairs, recorded_transformation
 
@@ -63,6 +65,9 @@ class Causal3DIdent(VisionDataset):
             or ``"nearest:<lt>"`` (the paper's nearest same-class image); see ``causal3dident.pairs``.
         image_format: ``"pil"`` (PIL images, as torchvision) or ``"tensor"`` (uint8 [3, H, W] ``tv_tensors.Image``).
         in_memory: read all images into memory at construction (fast for files that fit in RAM).
+        verify_checksums: check each decoded image against the CRC-32 its writer recorded (HDF5 files that have
+            them), so a damaged file raises ``DamagedFileError`` naming the file and sample instead of returning
+            wrong pixels; costs about 1 us of CPU per image at 64 px, 10-30 us at 224 px (docs/integrity.md).
         seed: seed of the nearest-pair z~ draws; default: the file's seed (a benchmark run's pairs: its seed).
         num_samples: use only the first ``num_samples`` samples (items and nearest-pair pool), as the benchmark
             trains on a file's first rows; ``stats`` still describe the whole file.
@@ -74,7 +79,7 @@ class Causal3DIdent(VisionDataset):
                  target_transform: Callable | None = None, transforms: Callable | None = None,
                  target_type: str | Sequence[str] = "latents", pairs: str | None = None, *,
                  image_format: str = "pil", in_memory: bool = False, seed: int | None = None,
-                 num_samples: int | None = None) -> None:
+                 num_samples: int | None = None, verify_checksums: bool = True) -> None:
         super().__init__(root, transforms=transforms, transform=transform, target_transform=target_transform)
         self._joint = transforms is not None
         self.split = split
@@ -82,7 +87,7 @@ class Causal3DIdent(VisionDataset):
         self.pair_spec: PairSpec | None = parse_pairs(pairs)
         self.image_format = image_format
         self._check_arguments()
-        self.source = open_source(Path(os.path.expanduser(root)), split, in_memory)
+        self.source = open_source(Path(os.path.expanduser(root)), split, in_memory, verify_checksums)
         self.latents: np.ndarray = self.source.latents
         self.targets: np.ndarray = self.source.classes
         if num_samples is not None:
@@ -180,7 +185,11 @@ class Causal3DIdent(VisionDataset):
         return len(self.latents)
 
     def __getitem__(self, index: int) -> tuple[Any, ...]:
-        return self.__getitems__([index])[0]
+        try:
+            position = operator.index(index)  # ints, numpy integers, 0-d integer tensors; not 1.7 or '3'
+        except TypeError:
+            raise TypeError(f"dataset indices must be integers, not {type(index).__name__} {index!r}") from None
+        return self.__getitems__([position])[0]
 
     def __getitems__(self, indices: Sequence[int]) -> list[tuple[Any, ...]]:
         """Samples at ``indices``, reading the images of the whole batch at once (DataLoader calls this)."""
@@ -205,7 +214,11 @@ class Causal3DIdent(VisionDataset):
         return [self._finish(v, t) for v, t in zip(views, targets)]
 
     def _positions(self, indices: Sequence[int]) -> np.ndarray:
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        given = np.asarray(indices)
+        if given.size and given.dtype.kind not in "iu":
+            raise TypeError(f"dataset indices must be integers, not {given.dtype} values such as "
+                            f"{given.reshape(-1)[0]!r}")
+        idx = given.astype(np.int64).reshape(-1)
         n = len(self)
         if ((idx < -n) | (idx >= n)).any():
             raise IndexError(f"index out of range for a dataset of {n} samples: {indices}")
@@ -310,18 +323,18 @@ class Causal3DIdent(VisionDataset):
 
 
 # -- sources ---------------------------------------------------------------------------------------
-def open_source(root: Path, split: str, in_memory: bool) -> H5Source | PNGSource:
+def open_source(root: Path, split: str, in_memory: bool, verify_checksums: bool = True) -> H5Source | PNGSource:
     """The data behind ``root`` for ``split``: an HDF5 file or an original-layout folder, detected."""
     if not isinstance(split, str) or not split:
         raise ConfigError(f"split must be a name such as 'train' or 'test', got {split!r}")
     if root.is_file():
-        return H5Source(root, in_memory)
+        return H5Source(root, in_memory, verify_checksums)
     if not root.exists():
         raise DatasetFileError(f"{root}: no such file or folder; pass an HDF5 dataset file, a folder with "
                                f"{split}.h5, or an original-layout folder")
     for suffix in H5_SUFFIXES:
         if (root / f"{split}{suffix}").is_file():
-            return H5Source(root / f"{split}{suffix}", in_memory)
+            return H5Source(root / f"{split}{suffix}", in_memory, verify_checksums)
     folder = find_split(root, split)
     if folder is not None:
         return PNGSource(OriginalSplit.open(folder), in_memory)
@@ -338,9 +351,13 @@ class H5Source:
 
     kind = "hdf5"
 
-    def __init__(self, path: Path, in_memory: bool) -> None:
+    def __init__(self, path: Path, in_memory: bool, verify_checksums: bool = True) -> None:
         self.path = path
-        with store.open_dataset(path) as f:
+        self._file: h5py.File | None = None
+        self._bytes: memoryview | None = None
+        self._pid = -1
+        self._chunks: dict[str, RawChunks | None] = {}
+        with store.open_dataset(path) as f:  # checks the header and the structure: one line if anything is off
             n = int(f.attrs["num_samples"])
             if "images" not in f:
                 raise DatasetFileError(f"{path} has latents but no images; render them first ('c3di render'), "
@@ -355,16 +372,23 @@ class H5Source:
             self.config = store.read_config(f) if "config" in f.attrs else {}
             self.pair_latents = {name: f["pairs"][name]["latents"][...] for name in store.pair_names(f)}
             self.rendered_pairs = [name for name in store.pair_names(f) if "images" in f["pairs"][name]]
-            self._memory = {"images": f["images"][...]} if in_memory else None
-            if self._memory is not None:
-                self._memory.update({f"pairs/{name}/images": f["pairs"][name]["images"][...]
-                                     for name in self.rendered_pairs})
+            datasets = ["images", *(f"pairs/{name}/images" for name in self.rendered_pairs)]
+            self._checksums = {name: stored_checksums(f, name) if verify_checksums else None for name in datasets}
+            self._stored_stats = f.attrs.get(_stats.STATS_ATTR)
+            self._memory = {name: self._load(f[name], name) for name in datasets} if in_memory else None
         self.description = f"HDF5 file {path}" + (" (in memory)" if in_memory else "")
         self.cache_anchor = path
-        self._file: h5py.File | None = None
-        self._bytes: memoryview | None = None
-        self._pid = -1
-        self._chunks: dict[str, RawChunks | None] = {}
+
+    def _load(self, ds: h5py.Dataset, name: str) -> np.ndarray:
+        """Every image of ``ds`` (``in_memory``), each decoded and checked as a read from disk is."""
+        out = np.empty(ds.shape, dtype=ds.dtype)
+        chunks = RawChunks.locate(ds, self.path, self._checksums[name])
+        if chunks is None:
+            self._read_h5(ds, np.arange(len(out)), out)
+            return out
+        with open(self.path, "rb") as fh:  # the mapping outlives the descriptor; freed with its last view
+            chunks.read(memoryview(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)), np.arange(len(out)), out)
+        return out
 
     def require_pairs(self, name: str) -> None:
         """Fail now, not in a worker, if the file lacks rendered pair images for LT ``name``."""
@@ -380,7 +404,7 @@ class H5Source:
     def prepare(self, dataset: str) -> RawChunks | None:
         """Locate the chunks of ``dataset`` once (in the main process, so workers inherit the table)."""
         if self._memory is None and dataset not in self._chunks:
-            self._chunks[dataset] = RawChunks.locate(self._h5()[dataset], self.path)
+            self._chunks[dataset] = RawChunks.locate(self._h5()[dataset], self.path, self._checksums.get(dataset))
         return self._chunks.get(dataset)
 
     def read(self, indices: np.ndarray, dataset: str = "images", out: np.ndarray | None = None) -> np.ndarray:
@@ -395,17 +419,30 @@ class H5Source:
             assert self._bytes is not None
             chunks.read(self._bytes, indices, out)
             return out
-        ds = self._h5()[dataset]
-        for k, i in enumerate(indices):  # one read per image: h5py's fancy indexing is far slower
-            out[k] = ds[int(i)]
+        self._read_h5(self._h5()[dataset], indices, out)
         return out
 
+    def _read_h5(self, ds: h5py.Dataset, indices: np.ndarray, out: np.ndarray) -> None:
+        """Images of another chunk layout, through h5py; a read failure names the file, dataset and sample."""
+        name = ds.name.lstrip("/")
+        sums = self._checksums.get(name)
+        for k, i in enumerate(np.asarray(indices).tolist()):  # one read per image: fancy indexing is far slower
+            try:
+                ds.read_direct(out, np.s_[i], np.s_[k])
+            except (OSError, ValueError) as exc:
+                raise damaged(self.path, name, i, describe_failure(exc)) from None
+            if sums is not None and crc32(out[k]) != sums[i]:
+                raise damaged(self.path, name, i, MISMATCH)
+
     def read_range(self, lo: int, hi: int) -> np.ndarray:
-        return self._memory["images"][lo:hi] if self._memory is not None else self._h5()["images"][lo:hi]
+        return self.read(np.arange(lo, hi))
 
     def _h5(self) -> h5py.File:
         if self._file is None or self._pid != os.getpid():
-            self._file = h5py.File(self.path, "r")  # checked at construction; reopened in each worker
+            try:
+                self._file = h5py.File(self.path, "r")  # checked at construction; reopened in each worker
+            except OSError as exc:  # busy (another process writes it), or gone since construction
+                raise DatasetFileError(store.describe_open_error(self.path, exc)) from None
             with open(self.path, "rb") as fh:  # the mapping outlives the descriptor
                 self._bytes = memoryview(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ))
             self._pid = os.getpid()
@@ -421,87 +458,18 @@ class H5Source:
         self._file, self._bytes = None, None
 
     def stats(self) -> _stats.DatasetStats:
-        """Stats from the file or its sidecar; else computed, then stored in the file (or a sidecar)."""
-        key = _stats_key(self)
-        found = _stats.read_h5(self.path, key) or _stats.read_sidecar(self.path, key)
+        """Stats stored in the file by its writer; for older files, from the user cache, else computed and cached
+        there (never written into the file or its folder)."""
+        key = _stats.stats_key(self.latents, self.classes, self.image_shape)
+        found = _stats.from_attribute(self._stored_stats, key) or _stats.read_cache(self.path, key)
         if found is not None:
             return found
         result = _stats.compute(self.read_range, len(self.latents), self.classes)
-        self.close()  # HDF5 refuses to open a file for writing that this process has open for reading
-        if not _stats.write_h5(self.path, result, key):
-            _stats.write_sidecar(self.path, result, key)
+        _stats.write_cache(self.path, result, key)
         return result
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_file": None, "_bytes": None, "_pid": -1}
-
-
-@dataclass(frozen=True)
-class RawChunks:
-    """Where each image's compressed bytes lie in the file, so a read is one inflate from the mapped file.
-
-    Applies to the layout ``store.create_image_dataset`` writes: one image per chunk, deflate (gzip), LZ4
-    or no filter, every chunk written. Reading the bytes directly skips HDF5's per-read machinery, which
-    costs more than inflating a small image; inflating uses libdeflate (the ``deflate`` package, about
-    twice as fast as zlib) when installed, else zlib; LZ4 chunks are decoded with the ``lz4`` package.
-    """
-
-    table: np.ndarray  # [N, 3] int64: byte offset, size, filter mask (bit 0: the filter was skipped)
-    shape: tuple[int, ...]
-    dtype: np.dtype
-    codec: str  # 'gzip', 'lz4' or 'none' (causal3dident.codecs.codec_of)
-
-    @classmethod
-    def locate(cls, ds: h5py.Dataset, path: Path) -> RawChunks | None:
-        """The chunk table of ``ds`` in the file at ``path``, or None if its layout is another (then h5py reads it).
-
-        Raises ``DatasetFileError`` if a chunk lies past the end of the file (a truncated copy): found now,
-        not as a crash in a worker.
-        """
-        codec = codecs.codec_of(ds)
-        if ds.chunks != (1, *ds.shape[1:]) or codec is None:
-            return None
-        table = np.full((ds.shape[0], 3), -1, dtype=np.int64)
-
-        def visit(info: Any) -> None:
-            table[info.chunk_offset[0]] = (info.byte_offset, info.size, info.filter_mask)
-
-        try:
-            ds.id.chunk_iter(visit)
-        except (AttributeError, NotImplementedError, RuntimeError):  # HDF5 older than 1.14: no chunk_iter
-            return None
-        if (table[:, 0] < 0).any():
-            return None  # unwritten chunks: h5py returns their fill value
-        end, size = int((table[:, 0] + table[:, 1]).max()), path.stat().st_size
-        if end > size:
-            raise DatasetFileError(f"{path} is truncated: its images need {end} bytes, the file has {size}; it was "
-                                   f"cut short while copying or writing: copy it again or re-run the command that "
-                                   f"made it")
-        return cls(table, tuple(ds.shape[1:]), ds.dtype, codec)
-
-    def read(self, data: memoryview, indices: np.ndarray, out: np.ndarray) -> None:
-        """Decode the images at ``indices`` from the mapped file ``data`` into ``out`` [B, H, W, C], in order."""
-        nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
-        if out.shape != (len(indices), *self.shape) or out.dtype != self.dtype or not out.flags.c_contiguous:
-            raise ValueError(f"out must be a C-contiguous {self.dtype} array of shape {(len(indices), *self.shape)}")
-        decode = {"gzip": inflater(nbytes), "lz4": lambda raw: codecs.lz4_decode(raw, nbytes)}.get(self.codec)
-        target = memoryview(out).cast("B")
-        for k, (offset, size, mask) in enumerate(self.table[indices].tolist()):
-            raw = data[offset:offset + size]
-            target[k * nbytes:(k + 1) * nbytes] = raw if mask & 1 or decode is None else decode(raw)
-
-
-def inflater(size: int) -> Callable[[memoryview], bytes | bytearray]:
-    """A function inflating a zlib stream to ``size`` bytes: libdeflate's if installed, else zlib's."""
-    try:
-        import deflate
-    except ImportError:
-        return zlib.decompress
-
-    def inflate(raw: memoryview) -> bytearray:
-        return deflate.zlib_decompress(raw, size)
-
-    return inflate
 
 
 class PNGSource:
@@ -545,16 +513,11 @@ class PNGSource:
         return self.read(np.arange(lo, hi))
 
     def stats(self) -> _stats.DatasetStats:
-        """Stats from the sidecar JSON next to the folder's latents; else computed and stored there."""
-        key = _stats_key(self)
-        found = _stats.read_sidecar(self.cache_anchor, key)
+        """Stats from the user cache; else computed and cached there (never written into the data's folder)."""
+        key = _stats.stats_key(self.latents, self.classes, self.image_shape)
+        found = _stats.read_cache(self.cache_anchor, key)
         if found is not None:
             return found
         result = _stats.compute(self.read_range, len(self.latents), self.classes)
-        _stats.write_sidecar(self.cache_anchor, result, key)
+        _stats.write_cache(self.cache_anchor, result, key)
         return result
-
-
-def _stats_key(source: H5Source | PNGSource) -> dict[str, Any]:
-    return {"digest": pool_digest(source.latents, source.classes), "num_images": len(source.latents),
-            "image_shape": list(source.image_shape)}

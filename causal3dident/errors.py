@@ -17,3 +17,7 @@ class DatasetFileError(Causal3DIdentError, OSError):
 
 class OutputExistsError(Causal3DIdentError, FileExistsError):
     """The output already exists and the caller did not ask to overwrite it."""
+
+
+class DamagedFileError(DatasetFileError):
+    """Stored images do not decode, or decode to other pixels than were written (a checksum mismatch)."""

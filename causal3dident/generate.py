@@ -99,6 +99,8 @@ def write_latents_file(path: str | os.PathLike[str], config: Mapping[str, Any], 
 def merge_files(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], *,
                 overwrite: bool = False, block: int = 1024) -> Path:
     """Concatenate shard files (same config and seed, consecutive index ranges) into one file."""
+    from .checksums import seal  # late: keeps 'c3di latents' from importing the neighbour search
+
     if not paths:
         raise ConfigError("nothing to merge: give the shard files")
     files = [open_dataset(p) for p in paths]
@@ -117,6 +119,7 @@ def merge_files(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[
                 _concat(dst, [f[name] for f in files], name, block)
             for name in _group_names(first):
                 dst.require_group(name).attrs.update(dict(first[name].attrs))
+            seal(dst, source="the shards")  # checks the shards' pixel checksums; the merged file's statistics
     finally:
         for f in files:
             f.close()

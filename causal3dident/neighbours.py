@@ -3,7 +3,8 @@
 The original took, for each transformed latent z~, the nearest image of the same class (L2 on raw
 latents, skipping the anchor). We search exactly: per class a faiss ``IndexFlatL2`` when faiss is
 installed, else a scipy ``cKDTree`` (scipy is a core dependency). ``cached_index`` builds the index
-once per data file and keeps it in a file next to the data, so DataLoader workers load, not rebuild.
+once per data file and keeps it in the user cache folder ($C3DI_CACHE_DIR or ~/.cache/causal3dident;
+readers never write next to the data), so DataLoader workers load, not rebuild.
 """
 
 from __future__ import annotations
@@ -182,34 +183,30 @@ def pool_digest(pool_latents: np.ndarray, pool_classes: np.ndarray) -> str:
     return h.hexdigest()[:16]
 
 
-def cache_paths(data_path: str | os.PathLike[str], digest: str, backend: str) -> list[Path]:
-    """Where the index of ``data_path`` is cached: next to the data, else in $C3DI_CACHE_DIR or ~/.cache."""
-    data_path = Path(data_path).resolve()
-    name = f".{data_path.name}.neighbours-{backend}-{digest}.npz"
-    user = Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "causal3dident"))
-    return [data_path.parent / name, user / name]
+def cache_path(data_path: str | os.PathLike[str], digest: str, backend: str) -> Path:
+    """Where the index of ``data_path`` is cached: in $C3DI_CACHE_DIR or ~/.cache/causal3dident, never next to
+    the data (readers do not write where the data lies). The name holds the pool's digest, so files with the
+    same latents share one index and an edited file never reuses a stale one."""
+    name = f".{Path(data_path).name}.neighbours-{backend}-{digest}.npz"
+    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "causal3dident")) / name
 
 
 def cached_index(data_path: str | os.PathLike[str], pool_latents: np.ndarray, pool_classes: np.ndarray,
                  backend: str = "auto") -> tuple[NeighbourIndex, Path | None]:
     """The index of a data file's pool, loaded from its cache file or built and saved there.
 
-    Returns the index and the cache file it lives in (None when no location was writable:
+    Returns the index and the cache file it lives in (None when the cache folder is not writable:
     then it is kept in memory only, and sent to each worker with the dataset).
     """
     backend = available_backend() if backend == "auto" else backend
-    candidates = cache_paths(data_path, pool_digest(pool_latents, pool_classes), backend)
-    for path in candidates:
-        if path.is_file():
-            try:
-                return load_index(path), path
-            except (OSError, ValueError, KeyError):
-                pass  # damaged or from another library version: rebuilt below
+    path = cache_path(data_path, pool_digest(pool_latents, pool_classes), backend)
+    if path.is_file():
+        try:
+            return load_index(path), path
+        except (OSError, ValueError, KeyError):
+            pass  # damaged or from another library version: rebuilt below
     index = NeighbourIndex.build(pool_latents, pool_classes, backend)
-    for path, make_folder in zip(candidates, (False, True)):  # never create folders next to the data
-        if _save(index, path, make_folder):
-            return index, path
-    return index, None
+    return index, (path if _save(index, path, make_folder=True) else None)
 
 
 def load_index(path: str | os.PathLike[str]) -> NeighbourIndex:

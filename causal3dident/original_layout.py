@@ -3,7 +3,8 @@
 Causal3DIdent: ``{train,test}set/images_{c}/<j>.png`` with ``raw_latents_{c}.npy`` and
 ``latents_{c}.npy`` for classes c = 0..6; 3DIdent: ``{train,test}set/images/<j>.png`` with
 ``raw_latents.npy`` (one class, the teapot). Image j of a folder of n is named ``str(j).zfill(ceil(log10 n))``
-(ssl_identifiability's rule); any zero padding is accepted when reading. The original order is class 0's
+(ssl_identifiability's rule); any zero padding is accepted when reading, but two files for one image
+(``1.png`` and ``01.png``) are refused, as is an image of another size than the others. The original order is class 0's
 images in index order, then class 1's, and so on; ``raw_latents`` are our latents, column for column.
 """
 
@@ -13,7 +14,7 @@ import math
 import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,7 @@ class OriginalSplit:
     latents: np.ndarray
     classes: np.ndarray
     files: list[str]  # PNG paths relative to ``folder``
+    _size: tuple[int, int] | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, folder: str | os.PathLike[str]) -> OriginalSplit:
@@ -75,8 +77,11 @@ class OriginalSplit:
         return cls(folder, layout, np.concatenate(latents), np.concatenate(classes), files)
 
     def image_size(self) -> tuple[int, int]:
-        """(height, width) of the first image, every class checked to agree (headers only)."""
+        """(height, width) of the first image, every class checked to agree (headers only, read once)."""
         from PIL import Image
+
+        if self._size is not None:
+            return self._size
 
         sizes = {}
         for label in np.unique(self.classes):
@@ -88,12 +93,22 @@ class OriginalSplit:
                 raise DatasetFileError(f"{path} is not a readable PNG ({exc}); re-extract the archive") from None
         if len(set(sizes.values())) > 1:
             raise DatasetFileError(f"{self.folder}: images differ in size ({sizes}); all must share one resolution")
-        return next(iter(sizes.values()))
+        self._size = next(iter(sizes.values()))
+        return self._size
 
-    def read(self, indices: Iterable[int], pool: ThreadPoolExecutor | None = None) -> np.ndarray:
-        """uint8 [B, H, W, 3] images at ``indices`` (PIL decode per image, as the original loader)."""
+    def read(self, indices: Iterable[int], pool: ThreadPoolExecutor | None = None,
+             size: tuple[int, int] | None = None) -> np.ndarray:
+        """uint8 [B, H, W, 3] images at ``indices`` (PIL decode per image, as the original loader); an image
+        of another size than ``size`` (default: the first image's) raises a one-line error naming it."""
+        size = size or self.image_size()
         paths = [self.folder / self.files[int(i)] for i in indices]
-        return np.stack(list(pool.map(read_png, paths)) if pool else [read_png(p) for p in paths])
+        images = list(pool.map(read_png, paths)) if pool else [read_png(p) for p in paths]
+        for path, image in zip(paths, images):
+            if image.shape[:2] != size:
+                raise DatasetFileError(f"{path} is {image.shape[0]}x{image.shape[1]} px, the other images "
+                                       f"{size[0]}x{size[1]}: every image of a split must share one resolution; "
+                                       f"re-extract or re-export it")
+        return np.stack(images) if images else np.empty((0, *size, 3), dtype=np.uint8)
 
 
 def read_png(path: Path) -> np.ndarray:
@@ -103,7 +118,7 @@ def read_png(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB"))
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise DatasetFileError(f"{path} cannot be decoded ({exc}); re-extract or re-export this image") from None
 
 
@@ -134,7 +149,12 @@ def scan_pngs(folder: Path, n: int, latents_name: str) -> list[str]:
         for entry in entries:
             stem, dot, ext = entry.name.rpartition(".")
             if dot and ext.lower() == "png" and stem.isdigit():
-                found.setdefault(int(stem), entry.name)
+                other = found.setdefault(int(stem), entry.name)
+                if other != entry.name and int(stem) < n:
+                    first, second = sorted((other, entry.name))
+                    raise DatasetFileError(f"{folder} holds both {first} and {second} for image {int(stem)}: it is "
+                                           f"ambiguous which one is meant (two exports mixed?); delete the stale "
+                                           f"files or export again into an empty folder")
     missing = [j for j in range(n) if j not in found]
     if missing:
         raise DatasetFileError(f"{folder} lacks {len(missing)} of the {n} PNGs that {latents_name} lists "

@@ -1,8 +1,9 @@
 """Dataset statistics for normalisation: per-channel mean/std of the images and per-class counts.
 
-Computed once, exactly (integer sums over every pixel), and kept where the next reader finds them:
-in the HDF5 file's root attribute ``stats`` when the file is writable, else in a JSON file next to
-the data, else in the user cache folder ($C3DI_CACHE_DIR or ~/.cache/causal3dident), else in memory.
+Computed exactly (integer sums over every pixel) by the command that writes a dataset file and stored in
+its root attribute ``stats`` (``causal3dident.checksums.seal``). Readers never write: for a file without
+them (written before they were stored) or an original-layout folder, they are computed in memory and kept
+in the user cache folder ($C3DI_CACHE_DIR or ~/.cache/causal3dident), never in or next to the data.
 Each copy carries a key (latents digest, image count and shape), so stale statistics are never used.
 """
 
@@ -12,19 +13,20 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from .latents import NUM_CLASSES
-from .neighbours import CACHE_ENV
+from .neighbours import CACHE_ENV, pool_digest
 
 STATS_ATTR = "stats"
 BLOCK = 256
+ROW = 3 * 1024
+TILE = 256
 
 
 @dataclass(frozen=True)
@@ -61,12 +63,17 @@ class StatsAccumulator:
         self.sum_sq = np.zeros(3, dtype=np.uint64)
 
     def update(self, images: np.ndarray) -> None:
-        flat = np.asarray(images, dtype=np.uint8).reshape(-1, 3)
-        self.pixels += len(flat)
+        flat = np.ascontiguousarray(images, dtype=np.uint8).reshape(-1)
+        self.pixels += len(flat) // 3
         self.images += len(images)
-        self.sum += flat.sum(axis=0, dtype=np.uint64)
-        wide = flat.astype(np.uint32)
-        self.sum_sq += (wide * wide).sum(axis=0, dtype=np.uint64)
+        wide = len(flat) // ROW * ROW  # summed as rows of ROW values (channels interleaved): ~10x faster than [-1, 3]
+        for part in (flat[:wide].reshape(-1, ROW), flat[wide:].reshape(-1, 3)):
+            for lo in range(0, len(part), TILE):
+                rows = part[lo:lo + TILE]
+                self.sum += rows.sum(axis=0, dtype=np.uint64).reshape(-1, 3).sum(axis=0)
+                squares = rows.astype(np.uint16)
+                np.multiply(squares, squares, out=squares)  # 255 ** 2 fits in uint16
+                self.sum_sq += squares.sum(axis=0, dtype=np.uint64).reshape(-1, 3).sum(axis=0)
 
     def result(self, classes: np.ndarray) -> DatasetStats:
         if self.pixels == 0:
@@ -86,56 +93,47 @@ def compute(read: Callable[[int, int], np.ndarray], n: int, classes: np.ndarray)
     return acc.result(classes)
 
 
-def read_h5(path: str | os.PathLike[str], key: Mapping[str, Any]) -> DatasetStats | None:
-    """Stats stored in an HDF5 file's root attribute, if present and computed for this data."""
-    with h5py.File(path, "r") as f:
-        text = f.attrs.get(STATS_ATTR)
+def stats_key(latents: np.ndarray, classes: np.ndarray, image_shape: Sequence[int]) -> dict[str, Any]:
+    """What statistics were computed on: a digest of the latents and classes, the image count and shape."""
+    return {"digest": pool_digest(latents, classes), "num_images": len(latents),
+            "image_shape": [int(x) for x in image_shape]}
+
+
+def from_attribute(text: Any, key: Mapping[str, Any]) -> DatasetStats | None:
+    """Stats stored in a file's root attribute (read by the caller), if present and computed for this data."""
     if text is None:
         return None
     return DatasetStats.from_json(text.decode() if isinstance(text, bytes) else str(text), key)
 
 
-def write_h5(path: str | os.PathLike[str], stats: DatasetStats, key: Mapping[str, Any]) -> bool:
-    """Store stats in the file's root attribute; False if the file cannot be opened for writing."""
+def cache_path(data_path: str | os.PathLike[str]) -> Path:
+    """The JSON file in the user cache folder that holds the stats of ``data_path`` (never next to the data)."""
+    data_path = Path(data_path).resolve()
+    user = Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "causal3dident"))
+    return user / f"{hashlib.sha256(str(data_path.parent).encode()).hexdigest()[:12]}.{data_path.name}.stats.json"
+
+
+def read_cache(data_path: str | os.PathLike[str], key: Mapping[str, Any]) -> DatasetStats | None:
+    path = cache_path(data_path)
     try:
-        with h5py.File(path, "r+") as f:
-            f.attrs[STATS_ATTR] = stats.to_json(key)
-        return True
+        return DatasetStats.from_json(path.read_text(), key) if path.is_file() else None
+    except OSError:
+        return None
+
+
+def write_cache(data_path: str | os.PathLike[str], stats: DatasetStats, key: Mapping[str, Any]) -> bool:
+    """Write the stats JSON to the user cache folder; False if it is not writable (they stay in memory)."""
+    path = cache_path(data_path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     except OSError:
         return False
-
-
-def sidecar_paths(data_path: str | os.PathLike[str]) -> list[Path]:
-    """JSON files that may hold the stats of ``data_path``: next to it, then in the user cache folder."""
-    data_path = Path(data_path).resolve()
-    name = f".{data_path.name}.stats.json"
-    user = Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "causal3dident"))
-    return [data_path.parent / name, user / f"{hashlib.sha256(str(data_path.parent).encode()).hexdigest()[:12]}{name}"]
-
-
-def read_sidecar(data_path: str | os.PathLike[str], key: Mapping[str, Any]) -> DatasetStats | None:
-    for path in sidecar_paths(data_path):
-        if path.is_file():
-            stats = DatasetStats.from_json(path.read_text(), key)
-            if stats is not None:
-                return stats
-    return None
-
-
-def write_sidecar(data_path: str | os.PathLike[str], stats: DatasetStats, key: Mapping[str, Any]) -> bool:
-    """Write the stats JSON next to the data, else to the user cache folder; False if neither is writable."""
-    for path, make_folder in zip(sidecar_paths(data_path), (False, True)):  # never create folders next to the data
-        try:
-            if make_folder:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        except OSError:
-            continue
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(stats.to_json(key))
-            os.replace(tmp, path)
-            return True
-        except OSError:
-            Path(tmp).unlink(missing_ok=True)
-    return False
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(stats.to_json(key))
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
+        return False

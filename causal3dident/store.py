@@ -8,6 +8,7 @@ marker, the schema version and the completion flag, and say what is wrong in one
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -111,8 +112,9 @@ def _row_chunks(shape: Sequence[int]) -> tuple[int, ...] | None:
 
 
 # -- reading ---------------------------------------------------------------------------------------
-def open_dataset(path: str | os.PathLike[str], mode: str = "r") -> h5py.File:
-    """Open a dataset file after checking it is ours, of a schema we read, and complete."""
+def open_dataset(path: str | os.PathLike[str], mode: str = "r", *, check_structure: bool = True) -> h5py.File:
+    """Open a dataset file after checking it is ours, of a schema we read, complete and (unless
+    ``check_structure`` is False) holding every dataset and attribute the schema requires."""
     path = Path(path)
     if not path.exists():
         raise DatasetFileError(f"{path}: no such file; create one with 'c3di latents' or 'c3di render'")
@@ -122,19 +124,33 @@ def open_dataset(path: str | os.PathLike[str], mode: str = "r") -> h5py.File:
     try:
         f = h5py.File(path, mode)
     except OSError as exc:
-        raise DatasetFileError(_describe_open_error(path, exc)) from None
+        raise DatasetFileError(describe_open_error(path, exc)) from None
     try:
         check_header(f, path)
+        if check_structure:
+            problems = structure_problems(f)
+            if problems:
+                raise DatasetFileError(f"{path} is not a well-formed Causal3DIdent file: {'; '.join(problems)}; "
+                                       f"re-create it with the command that made it ('c3di verify' lists defects)")
     except BaseException:
         f.close()
         raise
     return f
 
 
-def _describe_open_error(path: Path, exc: OSError) -> str:
+def describe_open_error(path: Path, exc: OSError) -> str:
+    """One line saying why HDF5 could not open ``path``: busy (locked by a writer), unreadable, foreign,
+    truncated or damaged."""
     text = str(exc)
-    with open(path, "rb") as fh:
-        head = fh.read(8)
+    if "unable to lock file" in text.lower() or (exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK)
+                                                  and "lock" in text.lower()):
+        return (f"{path} is busy: another process has it open for writing (HDF5 file lock); wait until that "
+                f"process finishes, then retry")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as err:
+        return f"{path} cannot be read ({err.strerror}); check that it exists and is readable"
     if head != b"\x89HDF\r\n\x1a\n":
         return (f"{path} is not an HDF5 file (no HDF5 signature); pass a Causal3DIdent .h5 file, "
                 f"or convert an original-layout folder with 'c3di convert'")
@@ -151,7 +167,11 @@ def check_header(f: h5py.File, path: str | os.PathLike[str] = "") -> None:
     if fmt is None or _as_str(fmt) != FORMAT_NAME:
         raise DatasetFileError(f"{where} is an HDF5 file but not a Causal3DIdent dataset (no format='causal3dident' "
                                f"attribute); create one with 'c3di latents' or 'c3di convert'")
-    version = int(f.attrs.get("schema_version", -1))
+    try:
+        version = int(f.attrs.get("schema_version", -1))
+    except (TypeError, ValueError):
+        raise DatasetFileError(f"{where} has schema version {_as_str(f.attrs['schema_version'])!r}, not a number; "
+                               f"this package reads version {SCHEMA_VERSION}: re-create the file") from None
     if version != SCHEMA_VERSION:
         hint = "upgrade causal3dident" if version > SCHEMA_VERSION else "re-create it with this version"
         raise DatasetFileError(f"{where} has schema version {version}; this package reads version "
@@ -165,6 +185,66 @@ def _as_str(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+REQUIRED_ATTRS = ("num_samples", "seed", "config", "class_names", "package_version", "created")
+
+
+def structure_problems(f: h5py.File) -> list[str]:
+    """What a file lacks or holds in the wrong form, from its metadata alone (no data is read): the checks
+    ``c3di verify`` starts with, which the loader and ``c3di info`` make when they open a file."""
+    problems = [f"missing dataset /{key}" for key in ("latents", "classes", "index") if key not in f]
+    problems += [f"/{key} is a group, not a dataset" for key in ("latents", "classes", "index", "images")
+                 if isinstance(f.get(key), h5py.Group)]
+    problems += [f"missing root attribute {key!r}" for key in REQUIRED_ATTRS if key not in f.attrs]
+    if problems:
+        return problems
+    try:
+        n = int(f.attrs["num_samples"])
+        int(f.attrs["seed"])
+    except (TypeError, ValueError):
+        return ["root attributes 'num_samples' and 'seed' must be integers"]
+    try:
+        if not isinstance(read_config(f), dict):
+            problems.append("root attribute 'config' is not a JSON object")
+    except ValueError:
+        problems.append("root attribute 'config' is not valid JSON")
+    latents, classes, index = f["latents"], f["classes"], f["index"]
+    if latents.dtype != np.float32 or latents.shape != (n, NUM_LATENTS):
+        problems.append(f"/latents is {latents.dtype} {latents.shape}, expected float32 ({n}, {NUM_LATENTS})")
+    if classes.dtype != np.int64 or classes.shape != (n,):
+        problems.append(f"/classes is {classes.dtype} {classes.shape}, expected int64 ({n},)")
+    if index.shape != (n,):
+        problems.append(f"/index has shape {index.shape}, expected ({n},)")
+    if "images" in f:
+        problems += _image_shape_problems(f["images"], n, "/images")
+    pairs = f.get("pairs")
+    if pairs is not None and not isinstance(pairs, h5py.Group):
+        problems.append("/pairs is a dataset, not a group of transformations (/pairs/<name>/latents)")
+    elif pairs is not None:
+        for name, group in pairs.items():
+            if not isinstance(group, h5py.Group):
+                problems.append(f"/pairs/{name} is a dataset, not a group with latents (and images)")
+                continue
+            z = group.get("latents")
+            if not isinstance(z, h5py.Dataset) or z.shape != (n, NUM_LATENTS):
+                problems.append(f"/pairs/{name}/latents must be float32 [{n}, {NUM_LATENTS}]")
+            if "images" in group:
+                problems += _image_shape_problems(group["images"], n, f"/pairs/{name}/images")
+    sums: list[tuple[str, h5py.Dataset]] = []
+    if isinstance(f.get("checksums"), h5py.Group):
+        f["checksums"].visititems(lambda name, obj: sums.append((name, obj)) if isinstance(obj, h5py.Dataset) else None)
+    problems += [f"/checksums/{name} is {ds.dtype} {ds.shape}, expected uint32 ({n},)" for name, ds in sums
+                 if ds.dtype != np.uint32 or ds.shape != (n,)]
+    return problems
+
+
+def _image_shape_problems(ds: h5py.Dataset | h5py.Group, n: int, where: str) -> list[str]:
+    if not isinstance(ds, h5py.Dataset):
+        return [f"{where} is a group, not a uint8 [{n}, H, W, 3] dataset"]
+    if ds.dtype != np.uint8 or ds.ndim != 4 or ds.shape[0] != n or ds.shape[3] != 3:
+        return [f"{where} is {ds.dtype} {ds.shape}, expected uint8 [{n}, H, W, 3]"]
+    return []
+
+
 def read_config(f: h5py.File) -> dict[str, Any]:
     return json.loads(_as_str(f.attrs["config"]))
 
@@ -176,7 +256,7 @@ def read_latents(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def pair_names(f: h5py.File) -> list[str]:
-    return sorted(f["pairs"]) if "pairs" in f else []
+    return sorted(f["pairs"]) if isinstance(f.get("pairs"), h5py.Group) else []
 
 
 def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -193,6 +273,7 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
             "images": None if images is None else list(images.shape[1:]),
             "rendered": _rendered_count(f),
             "pairs": {name: {"images": "images" in f["pairs"][name]} for name in pair_names(f)},
+            "pixel_checksums": _has_checksums(f),
             "seed": int(f.attrs["seed"]),
             "package_version": _as_str(f.attrs["package_version"]),
             "created": _as_str(f.attrs["created"]),
@@ -205,6 +286,14 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
         return info
 
 
+def _has_checksums(f: h5py.File) -> bool | None:
+    """Whether every image dataset has recorded pixel checksums (None: the file has no images)."""
+    from .checksums import checksum_path, image_datasets
+
+    names = image_datasets(f)
+    return all(checksum_path(name) in f for name in names) if names else None
+
+
 def _rendered_count(f: h5py.File) -> int | None:
     if "images" not in f:
         return None
@@ -212,75 +301,57 @@ def _rendered_count(f: h5py.File) -> int | None:
 
 
 # -- verification ----------------------------------------------------------------------------------
-def verify(path: str | os.PathLike[str], regenerate: bool = True) -> list[str]:
+def verify(path: str | os.PathLike[str], regenerate: bool = True, *, progress: bool = False,
+           notes: list[str] | None = None) -> list[str]:
     """Every defect found in a dataset file (empty list: the file is sound).
 
-    Checks shapes, dtypes, ranges and pair alignment; with ``regenerate``, also re-derives the
-    latents from the recorded config and seed and compares them exactly.
+    Checks the structure, dtypes, shapes, ranges and pair alignment; decodes every image of every image
+    dataset and compares it with its recorded checksum (``progress``: a bar on stderr); with ``regenerate``,
+    re-derives the latents from the recorded config and seed and compares them exactly. Remarks that are
+    not defects (a file written before pixel checksums existed) are appended to ``notes``.
     """
-    problems: list[str] = []
+    from .checksums import check_pixels  # late: it imports the statistics, which import the neighbour search
+
     try:
-        f = open_dataset(path)
+        f = open_dataset(path, check_structure=False)
     except DatasetFileError as exc:
         return [str(exc)]
     with f:
-        problems += _check_core(f)
+        problems = structure_problems(f)
         if problems:
             return problems
-        n = len(f["latents"])
-        for name in pair_names(f):
-            group = f["pairs"][name]
-            if "latents" not in group or group["latents"].shape != (n, NUM_LATENTS):
-                problems.append(f"/pairs/{name}/latents must be float32 [{n}, {NUM_LATENTS}]")
-            if "images" in group:
-                problems += _check_images(group["images"], n, f"/pairs/{name}/images", f)
-        if "images" in f:
-            problems += _check_images(f["images"], n, "/images", f)
+        problems += _check_values(f)
+        if problems:
+            return problems
+        problems += [p for name in ("images", *(f"pairs/{lt}/images" for lt in pair_names(f))) if name in f
+                     for p in _check_rendered(f, name)]
+        if problems:
+            return problems
+        pixel_problems, pixel_notes = check_pixels(f, progress)
+        problems += pixel_problems
+        if notes is not None:
+            notes += pixel_notes
         if regenerate and not problems:
             problems += _check_regenerates(f)
     return problems
 
 
-def _check_core(f: h5py.File) -> list[str]:
+def _check_values(f: h5py.File) -> list[str]:
     problems = []
-    for key in ("latents", "classes", "index"):
-        if key not in f:
-            problems.append(f"missing dataset /{key}")
-    for key in ("num_samples", "seed", "config", "class_names", "package_version", "created"):
-        if key not in f.attrs:
-            problems.append(f"missing root attribute {key!r}")
-    if problems:
-        return problems
-    latents, classes, index = f["latents"], f["classes"], f["index"]
-    n = int(f.attrs["num_samples"])
-    if latents.dtype != np.float32 or latents.shape != (n, NUM_LATENTS):
-        problems.append(f"/latents is {latents.dtype} {latents.shape}, expected float32 ({n}, {NUM_LATENTS})")
-    if classes.dtype != np.int64 or classes.shape != (n,):
-        problems.append(f"/classes is {classes.dtype} {classes.shape}, expected int64 ({n},)")
-    if index.shape != (n,):
-        problems.append(f"/index has shape {index.shape}, expected ({n},)")
-    if [_as_str(x) for x in latents.attrs.get("names", [])] != list(LATENT_NAMES):
+    if [_as_str(x) for x in f["latents"].attrs.get("names", [])] != list(LATENT_NAMES):
         problems.append("/latents 'names' attribute does not list the ten latents in order")
-    if problems:
-        return problems
-    z, c = latents[...], classes[...]
+    z, c = f["latents"][...], f["classes"][...]
     if not np.isfinite(z).all() or (np.abs(z) > 1.0).any():
         problems.append("/latents has values outside [-1, 1] or non-finite values")
     if ((c < 0) | (c >= NUM_CLASSES)).any():
         problems.append(f"/classes has labels outside 0..{NUM_CLASSES - 1}")
-    try:
-        read_config(f)
-    except (ValueError, KeyError):
-        problems.append("root attribute 'config' is not valid JSON")
     return problems
 
 
-def _check_images(ds: h5py.Dataset, n: int, where: str, f: h5py.File) -> list[str]:
-    if ds.dtype != np.uint8 or ds.ndim != 4 or ds.shape[0] != n or ds.shape[3] != 3:
-        return [f"{where} is {ds.dtype} {ds.shape}, expected uint8 [{n}, H, W, 3]"]
-    rendered = _rendered_count(f)
+def _check_rendered(f: h5py.File, name: str) -> list[str]:
+    rendered, n = _rendered_count(f), int(f.attrs["num_samples"])
     if rendered is not None and rendered != n:
-        return [f"{where}: only {rendered} of {n} samples rendered; resume the render job"]
+        return [f"/{name}: only {rendered} of {n} samples rendered; resume the render job"]
     return []
 
 

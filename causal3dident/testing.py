@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .checksums import seal
 from .generate import build_config, transformations_from_config, write_latents_file
 from .latents import hue_fraction
 from .store import create_image_dataset, open_dataset
@@ -74,4 +75,5 @@ def make_synthetic_dataset(path: str | os.PathLike[str], n: int = 64, resolution
                 draw_images(group["latents"][...], c, resolution)
         f.attrs["num_rendered"] = n
         f.attrs["render_settings"] = '{"engine": "synthetic"}'
+        seal(f, source="synthetic images")
     return path

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..checksums import seal
 from ..codecs import filter_args, write_images
 from ..errors import ConfigError, DatasetFileError
 from ..generate import build_config, latents_for_config, shard_range, transformations_from_config
@@ -331,3 +332,4 @@ def _assemble(inp: JobInput, out: Path, parts: Path, chunk_ids: Sequence[int], c
         f.attrs["blender_version"] = blender_version()
         f.attrs["render_settings"] = json.dumps(dict(settings), sort_keys=True)
         f.attrs["num_rendered"] = n
+        seal(f, source=str(parts))  # pixel checksums and image statistics, from the images as stored

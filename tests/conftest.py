@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Readers cache statistics and neighbour indexes in the user cache folder: a private one for the test run
+# (subprocesses of the CLI inherit it), so tests never write to ~/.cache nor read what another run left.
+if "C3DI_CACHE_DIR" not in os.environ:
+    os.environ["C3DI_CACHE_DIR"] = tempfile.mkdtemp(prefix="c3di-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["C3DI_CACHE_DIR"], True)
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ ALL_PAIR = [*ALL_SINGLE, "latents2", "scene2", "index2"]
 
 @pytest.fixture()
 def h5(synthetic_h5, tmp_path):
-    """A private copy of the session's synthetic file (datasets may write stats and caches next to it)."""
+    """A private copy of the session's synthetic file (some tests modify it)."""
     return shutil.copy(synthetic_h5, tmp_path / "train.h5")
 
 
@@ -209,26 +209,30 @@ def test_repr_names_split_source_targets_and_pairs(h5) -> None:
     assert "Pair augmentation: DAPair('crop_large'" in repr(Causal3DIdent(h5, pairs="crop_large"))
 
 
-def test_stats_are_exact_and_stored_in_the_file(h5, truth, monkeypatch) -> None:
+def test_stats_are_exact_and_stored_in_the_file_by_its_writer(h5, truth, monkeypatch) -> None:
+    from causal3dident import stats as stats_module
+
+    with h5py.File(h5, "r") as f:
+        assert "stats" in f.attrs  # sealed by make_synthetic_dataset, as by every writer
+    monkeypatch.setattr(stats_module, "compute", lambda *a: pytest.fail("recomputed stored stats"))
     stats = Causal3DIdent(h5).stats
     pixels = truth["images"].reshape(-1, 3).astype(np.float64) / 255
     np.testing.assert_allclose(stats.mean, pixels.mean(0), rtol=1e-12)
     np.testing.assert_allclose(stats.std, pixels.std(0), rtol=1e-9)
     assert stats.class_counts == tuple(np.bincount(truth["classes"], minlength=7))
-    with h5py.File(h5, "r") as f:
-        assert "stats" in f.attrs
+
+
+def test_stats_of_an_older_file_are_cached_in_the_user_folder(h5, truth, tmp_path, monkeypatch) -> None:
     from causal3dident import stats as stats_module
 
-    monkeypatch.setattr(stats_module, "compute", lambda *a: pytest.fail("recomputed stored stats"))
-    assert Causal3DIdent(h5).stats == stats
-
-
-def test_stats_go_next_to_an_unwritable_file(h5, monkeypatch) -> None:
-    from causal3dident import stats as stats_module
-
-    monkeypatch.setattr(stats_module, "write_h5", lambda *a: False)
+    monkeypatch.setenv("C3DI_CACHE_DIR", str(tmp_path / "cache"))
+    with h5py.File(h5, "r+") as f:
+        del f.attrs["stats"]  # as files written before writers stored them
+    before = h5.read_bytes()
     stats = Causal3DIdent(h5).stats
-    assert (h5.parent / ".train.h5.stats.json").is_file()
+    np.testing.assert_allclose(stats.mean, truth["images"].reshape(-1, 3).mean(0) / 255, rtol=1e-12)
+    assert h5.read_bytes() == before and sorted(p.name for p in h5.parent.iterdir()) == ["cache", "train.h5"]
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [stats_module.cache_path(h5).name]
     monkeypatch.setattr(stats_module, "compute", lambda *a: pytest.fail("recomputed cached stats"))
     assert Causal3DIdent(h5).stats == stats
 

@@ -80,7 +80,10 @@ def test_3dident_layout_is_one_class(tmp_path) -> None:
     assert label == 0 and set(ds.targets) == {0}
 
 
-def test_original_layout_nearest_pairs_and_stats_sidecar(tmp_path) -> None:
+def test_original_layout_nearest_pairs_and_stats_cached_outside_the_data(tmp_path, monkeypatch) -> None:
+    from causal3dident.stats import cache_path
+
+    monkeypatch.setenv("C3DI_CACHE_DIR", str(tmp_path / "cache"))
     make_original(tmp_path / "lonely")  # class 2 (dragon) has one image: fail now, not mid-epoch
     with pytest.raises(DatasetFileError, match="class dragon has a single sample"):
         Causal3DIdent(tmp_path / "lonely", pairs="nearest:hues")
@@ -94,4 +97,5 @@ def test_original_layout_nearest_pairs_and_stats_sidecar(tmp_path) -> None:
     stats = ds.stats
     np.testing.assert_allclose(stats.mean, truth["images"].reshape(-1, 3).mean(0) / 255, rtol=1e-12)
     assert stats.class_counts == counts
-    assert (tmp_path / "trainset" / ".raw_latents.stats.json").is_file()
+    assert cache_path(tmp_path / "trainset" / "raw_latents").is_file()
+    assert not [p for p in (tmp_path / "trainset").iterdir() if p.name.startswith(".")]

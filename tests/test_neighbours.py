@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
-from causal3dident.neighbours import NeighbourIndex, cache_paths, cached_index, nearest_same_class, pool_digest
+from causal3dident.neighbours import NeighbourIndex, cache_path, cached_index, nearest_same_class, pool_digest
 
 
 def _pool(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -68,29 +68,34 @@ def test_index_pickles_as_plain_arrays() -> None:
                                   index.query(queries, pc[:50]))
 
 
-def test_cached_index_is_built_once_next_to_the_data(tmp_path, monkeypatch) -> None:
+def test_cached_index_is_built_once_in_the_user_cache_not_next_to_the_data(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("C3DI_CACHE_DIR", str(tmp_path / "cache"))
     pool, pc = _pool()
-    data = tmp_path / "train.h5"
+    (tmp_path / "data").mkdir()
+    data = tmp_path / "data" / "train.h5"
     index, path = cached_index(data, pool, pc)
-    assert path is not None and path.parent == tmp_path and pool_digest(pool, pc) in path.name
+    assert path is not None and path.parent == tmp_path / "cache" and pool_digest(pool, pc) in path.name
+    assert not any((tmp_path / "data").iterdir())  # readers never write where the data lies
     monkeypatch.setattr(NeighbourIndex, "build", lambda *a, **k: pytest.fail("rebuilt instead of loaded"))
     again, path2 = cached_index(data, pool, pc)
-    assert path2 == path
+    assert path2 == path == cache_path(data, pool_digest(pool, pc), index.backend)
     np.testing.assert_array_equal(again.query(pool[:30], pc[:30], np.arange(30)),
                                   index.query(pool[:30], pc[:30], np.arange(30)))
 
 
-def test_cache_falls_back_to_user_folder_and_rebuilds_damaged(tmp_path, monkeypatch) -> None:
+def test_damaged_cache_is_rebuilt_and_an_unwritable_cache_is_kept_in_memory(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("C3DI_CACHE_DIR", str(tmp_path / "cache"))
     pool, pc = _pool()
-    data = tmp_path / "no-such-folder" / "train.h5"  # next to the data is not writable: no folder there
+    data = tmp_path / "train.h5"
     _, path = cached_index(data, pool, pc)
-    assert path is not None and path.parent == tmp_path / "cache"
-    assert not (tmp_path / "no-such-folder").exists()
+    assert path is not None
     path.write_bytes(b"damaged")
     index, path2 = cached_index(data, pool, pc)
     assert path2 == path and index.query(pool[:5], pc[:5]).tolist() == [0, 1, 2, 3, 4]
-    assert cache_paths(data, "abc", "scipy")[1].parent == tmp_path / "cache"
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("C3DI_CACHE_DIR", str(tmp_path / "file" / "cache"))
+    index, none = cached_index(data, pool, pc)
+    assert none is None and index.query(pool[:5], pc[:5]).tolist() == [0, 1, 2, 3, 4]
 
 
 def test_faiss_backend_agrees_with_scipy() -> None:

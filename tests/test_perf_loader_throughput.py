@@ -1,4 +1,4 @@
-"""The loader-throughput and codec-choice scripts run end to end on a few tiny images and print every row."""
+"""The perf scripts (loader throughput, codec choice, checksum cost) run end to end on a few tiny images."""
 
 from __future__ import annotations
 
@@ -32,3 +32,14 @@ def test_codec_choice_prints_size_and_speed_of_every_candidate():
     assert [r[0] for r in rows] == ["gzip 6 (default)", "lz4-hc (c3di repack)", "lzf", "zstd 3", "zstd 9",
                                     "blosc lz4", "blosc zstd"], out.stdout
     assert all(float(size) > 0 and int(rate) > 0 for _, size, rate in rows)
+
+
+def test_checksum_cost_prints_the_check_and_the_sealing_cost_of_both_codecs():
+    script = SCRIPT.parent / "checksum_cost.py"
+    out = subprocess.run([sys.executable, str(script), "--n", "16", "--resolutions", "16", "--rounds", "1",
+                          "--batch", "8"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert re.search(r"16 px .*CRC-32 of one image [0-9.]+ us", out.stdout), out.stdout
+    for codec in ("gzip", "lz4"):
+        assert re.search(rf"{codec}\s*: loader decode\s+[0-9.]+ us/image, with the check\s+[0-9.]+ .*seal\s+[0-9.]+ "
+                         rf"us/image = \d+% of writing the file", out.stdout), out.stdout

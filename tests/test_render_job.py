@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import h5py
@@ -87,6 +88,9 @@ def test_reference_is_complete(reference: Path) -> None:
     with h5py.File(reference) as f:
         assert f.attrs["num_rendered"] == 6 and f.attrs["blender_version"].startswith("5.0")
         assert '"quality": "preview"' in f.attrs["render_settings"]
+        assert "stats" in f.attrs  # sealed at assembly, with the pixels' checksums
+        for name in ("images", "pairs/hues/images"):
+            assert f[f"checksums/{name}"][...].tolist() == [zlib.crc32(im.tobytes()) for im in data[name]]
 
 
 def test_deterministic_across_processes_workers_and_chunks(reference: Path, job: list[str], assets_dir: Path,

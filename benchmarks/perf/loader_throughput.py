@@ -157,6 +157,7 @@ READERS = {  # name -> (label, file, Causal3DIdent keyword arguments, collate)
     "gzip_cl": ("hdf5 gzip + cl", "gzip", {}, channels_last_collate),
     "lz4": ("hdf5 lz4", "lz4", {}, default_collate),
     "lz4_cl": ("hdf5 lz4 + cl", "lz4", {}, channels_last_collate),
+    "lz4_cl_unchecked": ("hdf5 lz4 + cl, no CRC", "lz4", {"verify_checksums": False}, channels_last_collate),
     "memory": ("hdf5 in memory + cl", "gzip", {"in_memory": True}, channels_last_collate),
 }
 
