@@ -18,11 +18,8 @@ from .transformations import LatentTransformation, parse_transformations
 
 __all__ = [
     "CLASS_NAMES", "LATENT_GROUPS", "LATENT_NAMES", "SCM", "Causal3DIdent", "Causal3DIdentError", "ConfigError",
-<<<<<<< HEAD
-    "DatasetFileError", "EpochSampler", "Intervention", "LatentTransformation", "OutputExistsError", "batch_buffer",
-=======
-    "DamagedFileError", "DatasetFileError", "Intervention", "LatentTransformation", "OutputExistsError", "batch_buffer",
->>>>>>> h1
+    "DamagedFileError", "DatasetFileError", "EpochSampler", "Intervention", "LatentTransformation",
+    "OutputExistsError", "batch_buffer",
     "channels_last_collate", "load_preset", "parse_transformations", "preset_names", "to_scene_units",
 ]
 
