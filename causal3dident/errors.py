@@ -17,3 +17,11 @@ class DatasetFileError(Causal3DIdentError, OSError):
 
 class OutputExistsError(Causal3DIdentError, FileExistsError):
     """The output already exists and the caller did not ask to overwrite it."""
+
+
+class OutputBusyError(Causal3DIdentError, BlockingIOError):
+    """Another live process is writing the same output (it holds the output's lock)."""
+
+
+class DiskFullError(Causal3DIdentError, OSError):
+    """The disk has too little free space for an output (checked before writing, or a write failed)."""
