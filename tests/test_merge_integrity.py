@@ -6,6 +6,8 @@ Latents shards come from ``c3di latents --shard``; rendered shards are real 32 p
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -90,6 +92,23 @@ def test_nothing_is_written_over_an_existing_output(latents_shards: list[Path], 
     assert code == 2 and "shard 0 of 4 is missing" in output, output
     assert out.read_bytes() == b"an earlier merge"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.h5"]
+
+
+def test_merge_on_a_full_disk_is_one_line(small_tmpfs, tmp_path: Path) -> None:
+    """A 1 MiB tmpfs: refused before writing; with the pre-check off (subprocess), the write meets the full disk."""
+    shards = []
+    for i in range(2):
+        shards.append(tmp_path / f"big{i}.h5")
+        assert run("latents", "--n", 40000, "--seed", 1, "--shard", i, "--num-shards", 2, "--out", shards[-1])[0] == 0
+    out = small_tmpfs("1m") / "m.h5"
+    refused(shards, out, f"{out} needs about", " free; free some space there")
+    no_precheck = ("import sys; from causal3dident import diskspace; diskspace.check_free_space = lambda *a: None; "
+                   "from causal3dident.cli import main; sys.argv = ['c3di', *sys.argv[1:]]; main()")
+    proc = subprocess.run([sys.executable, "-c", no_precheck, "merge", *map(str, shards), "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"Error: no space left on device writing {out}") and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and list(out.parent.iterdir()) == []
 
 
 # -- rendered shards ------------------------------------------------------------------------------------
