@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 from types import TracebackType
@@ -42,6 +43,9 @@ class OutputLock:
                 raise OutputBusyError(f"{self.out} is being rendered by another job ({holder}, holding "
                                       f"{self.path}); wait for it to finish or stop it, then run this command "
                                       f"again") from None
+            except OSError as exc:  # a filesystem without locks (e.g. NFS without lockd): go on, unprotected
+                print(f"warning: cannot lock {self.path} ({exc.strerror}); make sure no other job renders "
+                      f"to {self.out} meanwhile", file=sys.stderr)
             if self._is_current(fd):
                 holder = f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
                 os.ftruncate(fd, 0)

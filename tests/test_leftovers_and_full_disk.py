@@ -253,6 +253,28 @@ def test_only_temporaries_of_gone_writers_are_removed(tmp_path: Path) -> None:
         os.close(held)
 
 
+def test_filesystems_without_locks_still_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """Where flock fails (e.g. NFS without lockd): temporaries are judged by their pid alone, and a render
+    job warns that it runs unprotected."""
+    import errno
+
+    from causal3dident.render.lock import OutputLock
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    stale = tmp_path / f".z.h5.tmp-{gone.pid}"
+    stale.write_bytes(b"half a dataset")
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    write_latents_file(tmp_path / "z.h5", build_config("causal3dident", 5), 0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["z.h5"]
+    with OutputLock(tmp_path / "out.h5.parts", tmp_path / "out.h5"):
+        assert "warning: cannot lock" in capsys.readouterr().err
+    assert not (tmp_path / "out.h5.parts").exists()
+
+
 # -- latents on a full disk -------------------------------------------------------------------------------
 def test_latents_on_a_full_disk_is_one_line_and_keeps_the_old_file(small_tmpfs) -> None:
     disk = small_tmpfs("1m")
