@@ -20,7 +20,7 @@ from . import codecs, diskspace, noise
 from .errors import ConfigError, DatasetFileError
 from .latents import NUM_LATENTS
 from .scm import SCM, Intervention, load_preset
-from .store import atomic_h5, check_output, open_dataset, read_config, write_core, write_pair_latents
+from .store import atomic_h5, check_output, open_dataset, write_core, write_pair_latents
 from .transformations import PAPER_SIGMA, LatentTransformation, parse_transformations
 
 GENERATOR_VERSION = 1
