@@ -167,7 +167,7 @@ def run_job(inp: JobInput, out: Path, config: RenderConfig, devices: Sequence[De
     backend = LocalBackend() if backend is None else backend
     meshes = assets_mod.resolve(assets, progress=progress)
     settings = render_settings(config, devices, meshes)
-    out = Path(out)
+    out = check_output(out, overwrite=True)  # its folder exists and is writable: the lock goes there
     parts = out.with_name(out.name + ".parts")
     manifest = job_manifest(inp, settings, chunk_size)
     with OutputLock(parts, out):

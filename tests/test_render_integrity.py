@@ -176,3 +176,11 @@ def test_a_full_disk_while_writing_chunks_is_one_line(assets_dir: Path, small_tm
     assert "render worker 0 stopped: no space left on device writing " in stderr, stderr
     assert "chunk-" in stderr and "free some space there" in stderr, stderr
     assert not list(parts.glob(".chunk-*.tmp-*")) and not (disk / "out.h5").exists()
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_line(assets_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    result = CliRunner().invoke(main, ["render", *JOB, "--assets", str(assets_dir), "--out",
+                                       str(tmp_path / "file" / "out.h5")])
+    assert result.exit_code == 2 and "cannot create folder" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
