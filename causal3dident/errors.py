@@ -21,3 +21,11 @@ class OutputExistsError(Causal3DIdentError, FileExistsError):
 
 class DamagedFileError(DatasetFileError):
     """Stored images do not decode, or decode to other pixels than were written (a checksum mismatch)."""
+
+
+class OutputBusyError(Causal3DIdentError, BlockingIOError):
+    """Another live process is writing the same output (it holds the output's lock)."""
+
+
+class DiskFullError(Causal3DIdentError, OSError):
+    """The disk has too little free space for an output (checked before writing, or a write failed)."""

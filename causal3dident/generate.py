@@ -6,6 +6,7 @@ preset mapping, the interventions, the transformations, the seed and the noise b
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -15,14 +16,16 @@ from typing import Any
 import h5py
 import numpy as np
 
-from . import noise
-from . import codecs
+from . import codecs, diskspace, noise
 from .errors import ConfigError, DatasetFileError
+from .latents import NUM_LATENTS
 from .scm import SCM, Intervention, load_preset
-from .store import atomic_h5, open_dataset, read_config, write_core, write_pair_latents
+from .store import atomic_h5, check_output, open_dataset, write_core, write_pair_latents
 from .transformations import PAPER_SIGMA, LatentTransformation, parse_transformations
 
 GENERATOR_VERSION = 1
+ROW_CHUNK = 65536
+"""Rows per HDF5 chunk of /latents, /classes, /index and pair latents (as ``store.write_core`` writes them)."""
 
 
 def build_config(preset: str | os.PathLike[str] | SCM, n: int, *, interventions: Iterable[str] = (),
@@ -85,29 +88,58 @@ def write_latents_file(path: str | os.PathLike[str], config: Mapping[str, Any], 
     """Generate the latents (and pair latents) of ``config`` and write a new dataset file."""
     n = int(config["num_samples_total"])
     start, stop = shard_range(n, shard, num_shards)
+    pairs = transformations_from_config(config)
+    size = latents_file_size(stop - start, len(pairs))
+    check_output(path, overwrite)
+    diskspace.check_free_space(path, size)  # before sampling: a full disk is one line, not minutes later
     data = latents_for_config(config, seed, start, stop - start)
-    with atomic_h5(path, overwrite) as f:
+    with atomic_h5(path, overwrite, size_hint=size) as f:
         write_core(f, latents=data["latents"], classes=data["classes"], indices=data["indices"],
                    config=dict(config), seed=seed)
         if num_shards is not None:
-            f.attrs["shard"] = json.dumps({"index": shard, "count": num_shards, "start": start, "stop": stop})
-        for lt in transformations_from_config(config):
+            f.attrs["shard"] = json.dumps(shard_record(latents_job_id(config, seed), shard, num_shards, start, stop,
+                                                       n))
+        for lt in pairs:
             write_pair_latents(f, lt.name, data["pairs"][lt.name], lt.to_dict())
     return Path(path)
 
 
+def latents_file_size(n: int, num_pairs: int) -> int:
+    """Bytes a latents file of ``n`` samples and ``num_pairs`` pairs needs at most (data plus HDF5's overhead)."""
+    rows = n if n <= ROW_CHUNK else -(-n // ROW_CHUNK) * ROW_CHUNK  # HDF5 allocates whole chunks
+    return int(rows * (4 * NUM_LATENTS + 8 + 8 + num_pairs * 4 * NUM_LATENTS) * 1.01) + 256 * 1024
+
+
+def latents_job_id(config: Mapping[str, Any], seed: int) -> str:
+    """SHA-256 naming the job a shard belongs to: everything that decides its latents except the shard."""
+    return hashlib.sha256(json.dumps({"config": config, "seed": int(seed)}, sort_keys=True).encode()).hexdigest()
+
+
+def shard_record(job: str, shard: int | None, num_shards: int, start: int, stop: int, total: int) -> dict[str, Any]:
+    """The ``shard`` attribute: which shard of how many of which job, and its rows [start, stop) of ``total``."""
+    return {"job": job, "index": shard, "count": num_shards, "start": start, "stop": stop, "total": total}
+
+
 def merge_files(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], *,
                 overwrite: bool = False, block: int = 1024) -> Path:
-    """Concatenate shard files (same config and seed, consecutive index ranges) into one file."""
+    """Concatenate the shard files of one job (any order) into one file.
+
+    All or nothing: every shard of the job must be there exactly once, and the shards must agree in
+    everything but their rows (config, seed, render settings, datasets and their shapes and codecs);
+    otherwise one line names what is missing or what differs between which files, and nothing is written.
+    """
     from .checksums import seal  # late: keeps 'c3di latents' from importing the neighbour search
 
     if not paths:
         raise ConfigError("nothing to merge: give the shard files")
-    files = [open_dataset(p) for p in paths]
+    check_output(out, overwrite)
+    files: list[h5py.File] = []
     try:
-        files.sort(key=lambda f: int(f["index"][0]) if len(f["index"]) else 0)
-        _check_mergeable(files)
-        with atomic_h5(out, overwrite) as dst:
+        for p in paths:
+            files.append(open_dataset(p))
+        files = _check_mergeable(files)
+        size = sum(os.path.getsize(p) for p in paths) + 256 * 1024
+        with atomic_h5(out, overwrite, size_hint=size) as dst:
             first = files[0]
             for key, value in first.attrs.items():
                 if key not in ("complete", "shard"):
@@ -126,23 +158,142 @@ def merge_files(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[
     return Path(out)
 
 
-def _check_mergeable(files: list[h5py.File]) -> None:
+SHARD_KEYS = ("index", "count", "start", "stop")
+SAME_ATTRS = ("format", "schema_version", "seed", "config", "render_settings", "blender_version")
+"""Root attributes every shard of one job has alike (the rest, e.g. 'created', differ per file)."""
+
+
+def _check_mergeable(files: list[h5py.File]) -> list[h5py.File]:
+    """``files`` in shard order, after checking they are every shard of one job, each once, and alike."""
+    records = [_shard_of(f) for f in files]
     first = files[0]
-    config, seed = read_config(first), int(first.attrs["seed"])
-    names = _dataset_names(first)
-    expected_start = int(first["index"][0]) if len(first["index"]) else 0
-    for f in files:
-        if read_config(f) != config or int(f.attrs["seed"]) != seed:
-            raise DatasetFileError(f"{f.filename} was made with another config or seed than {first.filename}; "
-                                   f"merge only shards of one job")
-        if _dataset_names(f) != names:
-            raise DatasetFileError(f"{f.filename} holds other datasets than {first.filename}; "
-                                   f"finish rendering every shard before merging")
-        index = f["index"][...]
-        if len(index) and index[0] != expected_start:
-            raise DatasetFileError(f"{f.filename} starts at sample {index[0]}, expected {expected_start}: "
-                                   f"a shard is missing or given twice")
-        expected_start += len(index)
+    for f, rec in zip(files[1:], records[1:]):
+        differences = _differences_between(first, f, records[0], rec)
+        if differences:
+            listed = ", ".join(f"{what} ({_short(a)} vs {_short(b)})" for what, a, b in differences[:4])
+            more = f" and {len(differences) - 4} more" if len(differences) > 4 else ""
+            raise DatasetFileError(f"{_name(first)} and {_name(f)} differ in {listed}{more}: they are not shards "
+                                   f"of one job; merge only the shards of one job")
+    count = int(records[0]["count"])
+    by_index: dict[int, tuple[h5py.File, dict[str, Any]]] = {}
+    for f, rec in zip(files, records):
+        index = int(rec["index"])
+        if index in by_index:
+            raise DatasetFileError(f"shard {index} of {count} is given twice: {_name(by_index[index][0])} and "
+                                   f"{_name(f)}; give each shard once")
+        by_index[index] = f, rec
+    missing = [i for i in range(count) if i not in by_index]
+    if missing:
+        have = ", ".join(str(i) for i in sorted(by_index))
+        raise DatasetFileError(f"shard{'s' if len(missing) > 1 else ''} {', '.join(str(i) for i in missing)} of "
+                               f"{count} {'are' if len(missing) > 1 else 'is'} missing (given: {have}); "
+                               f"render or copy {'them' if len(missing) > 1 else 'it'} and merge all {count}")
+    expected = 0
+    for f, rec in (by_index[i] for i in range(count)):
+        rows = len(f["latents"])
+        if int(rec["start"]) != expected or int(rec["stop"]) - int(rec["start"]) != rows:
+            raise DatasetFileError(f"{_name(f)} holds rows {rec['start']}..{int(rec['stop']) - 1} ({rows} samples) "
+                                   f"of its job, expected rows from {expected}: the shard is damaged or not "
+                                   f"made by 'c3di latents/render --shard'; make it again")
+        if "num_rendered" in f.attrs and int(f.attrs["num_rendered"]) != rows:
+            raise DatasetFileError(f"{_name(f)} has only {int(f.attrs['num_rendered'])} of {rows} samples rendered; "
+                                   f"finish rendering that shard before merging")
+        expected += rows
+    total = records[0].get("total")
+    if total is not None and expected != int(total):
+        raise DatasetFileError(f"the {count} shards hold {expected} samples, their job has {total}: a shard is "
+                               f"damaged; make it again")
+    return [by_index[i][0] for i in range(count)]
+
+
+def _shard_of(f: h5py.File) -> dict[str, Any]:
+    if "shard" not in f.attrs:
+        raise DatasetFileError(f"{_name(f)} is not a shard (no 'shard' attribute); 'c3di merge' joins the files "
+                               f"of one job's --shard i --num-shards K runs")
+    try:
+        record = json.loads(f.attrs["shard"])
+        if not all(isinstance(record.get(k), int) for k in SHARD_KEYS):
+            raise ValueError
+    except (TypeError, ValueError, AttributeError):
+        raise DatasetFileError(f"{_name(f)} has a damaged 'shard' attribute ({f.attrs['shard']!r}); make the shard "
+                               f"again") from None
+    return record
+
+
+def _differences_between(a: h5py.File, b: h5py.File, rec_a: Mapping[str, Any],
+                         rec_b: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """What differs between two shards that must be alike, as (what, value in a, value in b); [] if nothing.
+
+    Checked in order (the first kind that differs is reported): the job in the shard records, the root
+    attributes of the job, the datasets, their shapes, dtypes and codecs, the groups' attributes.
+    """
+    for key in ("count", "total", "job"):
+        if rec_a.get(key) != rec_b.get(key):
+            return [(f"shard {key}", rec_a.get(key), rec_b.get(key))]
+    for key in SAME_ATTRS:
+        found = _deep_differences(key, _attr(a, key), _attr(b, key))
+        if found:
+            return found
+    names_a, names_b = _dataset_names(a), _dataset_names(b)
+    if names_a != names_b:
+        return [(f"/{name}", "present" if name in names_a else "absent", "present" if name in names_b else "absent")
+                for name in sorted(set(names_a) ^ set(names_b))]
+    for name in names_a:
+        da, db = a[name], b[name]
+        found = [(f"/{name} {what}", va, vb) for what, va, vb in (
+            ("shape", da.shape[1:], db.shape[1:]), ("dtype", str(da.dtype), str(db.dtype)),
+            ("compression", codecs.codec_of(da), codecs.codec_of(db))) if va != vb]
+        if found:
+            return found
+    for name in _group_names(a):
+        found = _deep_differences(f"/{name} attributes", {k: _plain(v) for k, v in a[name].attrs.items()},
+                                  {k: _plain(v) for k, v in b[name].attrs.items()})
+        if found:
+            return found
+    return []
+
+
+def _attr(f: h5py.File, key: str) -> Any:
+    if key not in f.attrs:
+        return None
+    value = _plain(f.attrs[key])
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            return json.loads(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _deep_differences(where: str, a: Any, b: Any) -> list[tuple[str, Any, Any]]:
+    """Every dotted key at which two JSON-like values differ, with the two values."""
+    if a == b:
+        return []
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for key in sorted(set(a) | set(b), key=str)
+                for d in _deep_differences(f"{where}.{key}", a.get(key), b.get(key))]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _deep_differences(f"{where}[{i}]", x, y)]
+    return [(where, a, b)]
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, sort_keys=True, default=str) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _name(f: h5py.File) -> str:
+    return Path(f.filename).name
 
 
 def _dataset_names(f: h5py.File) -> list[str]:
@@ -168,6 +319,10 @@ def _concat(dst: h5py.File, sources: list[h5py.Dataset], name: str, block: int) 
         "compression": first.compression, "compression_opts": first.compression_opts, "shuffle": first.shuffle}
     out = dst.create_dataset(name, shape=(total, *first.shape[1:]), dtype=first.dtype, chunks=chunks, **filters)
     out.attrs.update(dict(first.attrs))
+    if first.ndim < 4:  # latents, classes, ...: small, and written whole (the file has no chunk cache)
+        if total:
+            out[...] = np.concatenate([s[...] for s in sources])
+        return
     offset = 0
     for src in sources:
         for i in range(0, src.shape[0], block):

@@ -19,13 +19,13 @@ from typing import Any
 import h5py
 import numpy as np
 
-from . import codecs
+from . import codecs, diskspace, leftovers
 from .errors import DatasetFileError, OutputExistsError
 from .latents import CLASS_NAMES, LATENT_NAMES, NUM_CLASSES, NUM_LATENTS
 
 FORMAT_NAME = "causal3dident"
 SCHEMA_VERSION = 1
-TMP_MARK = ".tmp-"
+TMP_MARK = leftovers.TMP_MARK
 
 
 def package_version() -> str:
@@ -57,21 +57,40 @@ def check_output(path: str | os.PathLike[str], overwrite: bool) -> Path:
 
 
 @contextmanager
-def atomic_h5(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator[h5py.File]:
+def atomic_h5(path: str | os.PathLike[str], overwrite: bool = False, *,
+              size_hint: int | None = None) -> Iterator[h5py.File]:
     """Yield an HDF5 file open for writing at a temporary name; on success mark it complete and
-    rename it to ``path``; on any error remove the temporary file and leave ``path`` untouched."""
+    rename it to ``path``; on any error remove the temporary file and leave ``path`` untouched.
+
+    Temporaries that killed runs left for ``path`` are removed first (never a live writer's:
+    ``causal3dident.leftovers``). ``size_hint``: bytes the file needs about, checked against the free
+    space first; a full disk is one ``DiskFullError`` line. The file has no chunk cache, so a failed
+    write raises at the write instead of crashing HDF5 when the file is closed: write whole chunks.
+    """
     path = check_output(path, overwrite)
-    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
+    leftovers.remove_stale(path)
+    if size_hint is not None:
+        diskspace.check_free_space(path, size_hint)
+    tmp = leftovers.temporary_name(path)
     try:
-        with h5py.File(tmp, "w", libver=("earliest", "v110")) as f:
-            f.attrs["format"] = FORMAT_NAME
-            f.attrs["schema_version"] = SCHEMA_VERSION
-            f.attrs["complete"] = False
-            yield f
-            f.attrs["complete"] = True
+        with leftovers.claimed(tmp):  # released before the rename: readers of ``path`` never meet the lock
+            f = h5py.File(tmp, "w", libver=("earliest", "v110"), rdcc_nbytes=0, locking=False)
+            try:
+                f.attrs["format"] = FORMAT_NAME
+                f.attrs["schema_version"] = SCHEMA_VERSION
+                f.attrs["complete"] = False
+                yield f
+                f.attrs["complete"] = True
+            finally:
+                f.close()
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        written = tmp.stat().st_size if tmp.exists() else 0
+        if written:
+            os.truncate(tmp, 0)  # frees the space now, even where HDF5 still holds the file open
         tmp.unlink(missing_ok=True)
+        if diskspace.is_no_space(exc):
+            raise diskspace.disk_full(path, written, size_hint) from None
         raise
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -24,6 +27,20 @@ _set = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                          "(names and types: render/config.py, docs/rendering.md). Repeatable; recorded in the file.")
 _assets = click.option("--assets", type=click.Path(path_type=Path), default=None,
                        help="Folder with meshes/*.obj (default: $C3DI_ASSETS, else download to the user cache).")
+
+
+def _resume_hint_on_ctrl_c(command: Callable[..., None]) -> Callable[..., None]:
+    """Ctrl-C during a job: one line saying how to resume (click alone prints only "Aborted!"), exit 130."""
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        from .job import JobInterrupted
+
+        try:
+            command(*args, **kwargs)
+        except JobInterrupted as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(130)
+    return wrapper
 
 
 @click.command()
@@ -56,6 +73,7 @@ _assets = click.option("--assets", type=click.Path(path_type=Path), default=None
 @click.option("--compression", type=click.Choice(["gzip", "lz4"]), default="gzip", show_default=True,
               help="Images: gzip (any HDF5 reader) or lz4 (loads ~1.6x faster; other HDF5 tools need hdf5plugin).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@_resume_hint_on_ctrl_c
 def render(source: Path | None, preset: str, n: int | None, seed: int, pairs: str | None,
            interventions: tuple[str, ...], resolution: int, quality: str, workers: int | None, device: str,
            out: Path, shard: int | None, num_shards: int | None, assets: Path | None, chunk_size: int,

@@ -5,6 +5,10 @@ A job renders the anchors (``/images``) and the transformed view of every anchor
 job resumes, and one small chunk file per ``chunk_size`` samples, each written atomically, so a job
 killed at any moment resumes where it stopped. When every chunk exists, the dataset file is
 assembled atomically and the work folder removed.
+
+One output, one job: a job holds an exclusive lock on its work folder (``lock.OutputLock``), and
+every chunk file carries the job's fingerprint (``chunk_stamp``), so a chunk of another job, or a
+damaged one, is named, discarded and rendered again, never assembled.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,18 +30,22 @@ import numpy as np
 from ..checksums import seal
 from ..codecs import filter_args, write_images
 from ..errors import ConfigError, DatasetFileError
-from ..generate import build_config, latents_for_config, shard_range, transformations_from_config
+from ..generate import (build_config, latents_file_size, latents_for_config, latents_job_id, shard_range,
+                        shard_record, transformations_from_config)
 from ..store import (atomic_h5, check_output, create_image_dataset, open_dataset, pair_names, read_config,
                      write_core, write_pair_latents)
 from . import assets as assets_mod
 from .config import RenderConfig
 from .devices import DeviceSpec
-from .worker import Task, WorkerPool, WorkerSpec, read_chunk, write_chunk
+from .lock import LOCK_NAME, OutputLock
+from .worker import ChunkError, Task, WorkerPool, WorkerSpec, chunk_problem, read_chunk, write_chunk
 
 JOB_FORMAT = "causal3dident-render-job"
 JOB_VERSION = 1
 DEFAULT_CHUNK_SIZE = 16
 ANCHORS = "images"
+MAX_ASSEMBLIES = 3
+"""Times the file is assembled when chunks turn out damaged (each time they are rendered again)."""
 
 
 @dataclass
@@ -79,7 +88,7 @@ def sampled_input(preset: str, n: int, seed: int, *, pairs: str | None = None, i
     return JobInput(latents=data["latents"], classes=data["classes"], indices=data["indices"], config=config,
                     seed=seed, pairs={name: (data["pairs"][name], lts[name]) for name in lts},
                     shard=None if num_shards is None else
-                    {"index": shard, "count": num_shards, "start": start, "stop": stop})
+                    shard_record(latents_job_id(config, seed), shard, num_shards, start, stop, n))
 
 
 def file_input(path: str | os.PathLike[str], *, pairs: str | None = None, shard: int | None = None,
@@ -92,7 +101,8 @@ def file_input(path: str | os.PathLike[str], *, pairs: str | None = None, shard:
         if missing:
             raise ConfigError(f"{path} has no pairs {', '.join(missing)} (it has: {', '.join(names) or 'none'}); "
                               f"sample new latents with --preset/--n to add transformations")
-        start, stop = shard_range(len(f["latents"]), shard, num_shards)
+        total = len(f["latents"])
+        start, stop = shard_range(total, shard, num_shards)
         rows = slice(start, stop)
         index = f["index"][rows]
         pair_data = {name: (f["pairs"][name]["latents"][rows],
@@ -100,10 +110,19 @@ def file_input(path: str | os.PathLike[str], *, pairs: str | None = None, shard:
         own_shard = json.loads(f.attrs["shard"]) if "shard" in f.attrs else None
         inp = JobInput(latents=f["latents"][rows], classes=f["classes"][rows], indices=index,
                        config=read_config(f), seed=int(f.attrs["seed"]), pairs=pair_data, shard=own_shard)
-    if num_shards is not None:
-        first = int(index[0]) if len(index) else 0
-        inp.shard = {"index": shard, "count": num_shards, "start": first, "stop": first + len(index)}
+        if num_shards is not None:
+            inp.shard = shard_record(_file_job_id(f, wanted), shard, num_shards, start, stop, total)
     return inp
+
+
+def _file_job_id(f: Any, pairs: Sequence[str]) -> str:
+    """SHA-256 naming a sharded job over a whole file: its latents, classes, indices, chosen pairs, config, seed."""
+    digest = hashlib.sha256(latents_job_id(read_config(f), int(f.attrs["seed"])).encode())
+    for array in (f["latents"][...], f["classes"][...], f["index"][...],
+                  *(f["pairs"][name]["latents"][...] for name in sorted(pairs))):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    digest.update(json.dumps(sorted(pairs)).encode())
+    return digest.hexdigest()
 
 
 def output_path(out: str | os.PathLike[str], shard: int | None, num_shards: int | None) -> Path:
@@ -127,6 +146,10 @@ class JobResult:
     device: str
 
 
+class JobInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a job; the message says how to resume."""
+
+
 def run_job(inp: JobInput, out: Path, config: RenderConfig, devices: Sequence[DeviceSpec], *,
             workers: int | None = None, assets: str | os.PathLike[str] | None = None,
             chunk_size: int = DEFAULT_CHUNK_SIZE, overwrite: bool = False, progress: bool = True,
@@ -136,7 +159,8 @@ def run_job(inp: JobInput, out: Path, config: RenderConfig, devices: Sequence[De
 
     ``backend`` decides where the missing chunks are rendered (default: ``LocalBackend``, worker
     processes on this machine; ``ray_backend.RayBackend``: a Ray cluster). Everything else (the
-    chunks, the work folder, resuming, assembling the file) is the same for every backend.
+    chunks, the work folder, resuming, assembling the file) is the same for every backend. A second
+    job on the same ``out`` meanwhile raises ``OutputBusyError``; Ctrl-C raises ``JobInterrupted``.
     """
     if chunk_size < 1:
         raise ConfigError(f"--chunk-size must be >= 1, got {chunk_size}")
@@ -144,35 +168,95 @@ def run_job(inp: JobInput, out: Path, config: RenderConfig, devices: Sequence[De
     backend = LocalBackend() if backend is None else backend
     meshes = assets_mod.resolve(assets, progress=progress)
     settings = render_settings(config, devices, meshes)
-    parts = Path(out).with_name(Path(out).name + ".parts")
-    manifest = {"format": JOB_FORMAT, "version": JOB_VERSION, "latents_sha256": inp.fingerprint(),
-                "num_samples": len(inp.latents), "streams": list(inp.streams), "chunk_size": chunk_size,
-                "render_settings": settings, "seed": inp.seed}
-    if Path(out).is_file() and _is_job_folder(parts, manifest):
-        shutil.rmtree(parts)  # killed between the final rename and the clean-up: nothing left to do
-        return JobResult(Path(out), 0, len(inp.latents) * len(inp.streams), 0.0, 0, devices[0].kind)
-    out = check_output(out, overwrite)
-    _open_work_folder(parts, manifest, overwrite)
-    n = len(inp.latents)
-    chunks = chunk_ranges(n, chunk_size)
-    todo = [chunk_task(inp, c, a, b, parts) for c, a, b in chunks if not _chunk_path(parts, c).exists()]
-    images = sum(t.num_images for t in todo)
-    local = assets_mod.local_dir(assets)  # --assets or $C3DI_ASSETS, passed on to remote workers
-    context = RenderContext(config, tuple(devices), tuple(meshes), workers,
-                            None if local is None else str(local.resolve()), parts / "logs")
-    start = time.monotonic()
-    used = 0
-    if todo:
-        from tqdm import tqdm
+    out = check_output(out, overwrite=True)  # its folder exists and is writable: the lock goes there
+    parts = out.with_name(out.name + ".parts")
+    manifest = job_manifest(inp, settings, chunk_size)
+    with OutputLock(parts, out):
+        try:
+            if _is_job_folder(parts, manifest) and _is_result_of(out, inp, manifest):
+                _clear_work_folder(parts)  # killed between the final rename and the clean-up: nothing left to do
+                return JobResult(out, 0, len(inp.latents) * len(inp.streams), 0.0, 0, devices[0].kind)
+            out = check_output(out, overwrite)
+            _open_work_folder(parts, manifest, overwrite)
+            local = assets_mod.local_dir(assets)  # --assets or $C3DI_ASSETS, passed on to remote workers
+            context = RenderContext(config, tuple(devices), tuple(meshes), workers,
+                                    None if local is None else str(local.resolve()), parts / "logs")
+            return _render_and_assemble(inp, out, parts, manifest, context, backend, overwrite, progress,
+                                        compression)
+        except KeyboardInterrupt:
+            done = len(list(parts.glob("chunk-*.npz")))
+            raise JobInterrupted(f"interrupted; {done} of {len(chunk_ranges(len(inp.latents), chunk_size))} "
+                                 f"chunks are finished in {parts}: rerun the same command to resume from "
+                                 f"them") from None
 
-        done_before = n * len(inp.streams) - images
-        with tqdm(total=n * len(inp.streams), initial=done_before, unit="img", desc=f"rendering {out.name}",
-                  disable=not progress, smoothing=0.1, dynamic_ncols=True) as bar:
-            used = backend.render(todo, context, on_image=bar.update, on_done=_store_chunk)
-    seconds = time.monotonic() - start
-    _assemble(inp, out, parts, [c for c, _, _ in chunks], chunk_size, settings, overwrite, compression)
-    shutil.rmtree(parts)
-    return JobResult(out, images, n * len(inp.streams), seconds, used, devices[0].kind)
+
+def _render_and_assemble(inp: JobInput, out: Path, parts: Path, manifest: Mapping[str, Any],
+                         context: RenderContext, backend: RenderBackend, overwrite: bool, progress: bool,
+                         compression: str) -> JobResult:
+    """Render the chunks missing (or unusable) in ``parts``, then assemble ``out``; a chunk found damaged
+    while assembling is discarded and rendered again."""
+    n, chunk_size, settings = len(inp.latents), int(manifest["chunk_size"]), manifest["render_settings"]
+    stamp = job_stamp(manifest)
+    chunks = chunk_ranges(n, chunk_size)
+    rendered, seconds, used = 0, 0.0, 0
+    for _ in range(MAX_ASSEMBLIES):
+        missing = set(_chunks_to_render(parts, chunks, inp.streams, stamp))
+        todo = [chunk_task(inp, c, a, b, parts, stamp) for c, a, b in chunks if c in missing]
+        images = sum(t.num_images for t in todo)
+        start = time.monotonic()
+        if todo:
+            from tqdm import tqdm
+
+            done_before = n * len(inp.streams) - images
+            with tqdm(total=n * len(inp.streams), initial=done_before, unit="img", desc=f"rendering {out.name}",
+                      disable=not progress, smoothing=0.1, dynamic_ncols=True) as bar:
+                used = backend.render(todo, context, on_image=bar.update, on_done=_store_chunk) or used
+        seconds += time.monotonic() - start
+        rendered += images
+        try:
+            _assemble(inp, out, parts, [c for c, _, _ in chunks], chunk_size, settings, overwrite, compression,
+                      stamp=stamp)
+            break
+        except DamagedChunk as bad:
+            notice(f"discarding {bad.path}: {bad.reason}; rendering it again")
+            bad.path.unlink(missing_ok=True)
+    else:
+        raise DatasetFileError(f"chunks in {parts} were damaged again after {MAX_ASSEMBLIES} renders; check the "
+                               f"disk (and its free space) and rerun the same command")
+    _clear_work_folder(parts)
+    return JobResult(out, rendered, n * len(inp.streams), seconds, used, context.devices[0].kind)
+
+
+def job_manifest(inp: JobInput, settings: Mapping[str, Any], chunk_size: int) -> dict[str, Any]:
+    """``job.json``: what a resumed job must match (latents, streams, chunk size, render settings, seed)."""
+    return {"format": JOB_FORMAT, "version": JOB_VERSION, "latents_sha256": inp.fingerprint(),
+            "num_samples": len(inp.latents), "streams": list(inp.streams), "chunk_size": chunk_size,
+            "render_settings": dict(settings), "seed": inp.seed}
+
+
+def job_stamp(manifest: Mapping[str, Any]) -> str:
+    """SHA-256 of a job's manifest: its latents, streams, chunk size, seed and render settings (meshes too)."""
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
+
+
+def chunk_stamp(job: str, chunk: int, start: int, stop: int) -> str:
+    """What chunk ``chunk`` (rows ``start:stop``) of job ``job`` carries in its file."""
+    return f"{job}/chunk {chunk}: rows {start}:{stop}"
+
+
+class DamagedChunk(Exception):
+    """A chunk file found unusable while assembling."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
+
+
+def notice(line: str) -> None:
+    """One line to the user on stderr (above any progress bar)."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)
 
 
 def chunk_ranges(n: int, chunk_size: int) -> list[tuple[int, int, int]]:
@@ -180,16 +264,42 @@ def chunk_ranges(n: int, chunk_size: int) -> list[tuple[int, int, int]]:
     return [(c, c * chunk_size, min(n, (c + 1) * chunk_size)) for c in range((n + chunk_size - 1) // chunk_size)]
 
 
-def chunk_task(inp: JobInput, chunk: int, start: int, stop: int, parts: Path) -> Task:
-    """The work unit of chunk ``chunk`` (rows ``start:stop`` of every stream), stored as its chunk file."""
+def chunk_task(inp: JobInput, chunk: int, start: int, stop: int, parts: Path, job: str | None = None) -> Task:
+    """The work unit of chunk ``chunk`` (rows ``start:stop`` of every stream), stored as its chunk file
+    stamped for job ``job`` (``job_stamp``)."""
     return Task(key=chunk, classes=inp.classes[start:stop],
-                streams={k: z[start:stop] for k, z in inp.streams.items()}, path=str(_chunk_path(parts, chunk)))
+                streams={k: z[start:stop] for k, z in inp.streams.items()}, path=str(_chunk_path(parts, chunk)),
+                stamp=None if job is None else chunk_stamp(job, chunk, start, stop))
 
 
 def _store_chunk(task: Task, images: dict[str, np.ndarray] | None) -> None:
     """A chunk finished: backends whose workers cannot write ``task.path`` hand its images back to us."""
     if images is not None and task.path is not None:
-        write_chunk(Path(task.path), images)
+        write_chunk(Path(task.path), images, task.stamp)
+
+
+def _chunks_to_render(parts: Path, chunks: Sequence[tuple[int, int, int]], streams: Mapping[str, Any],
+                      stamp: str, named: int = 5) -> list[int]:
+    """The chunks missing from ``parts`` or unusable there: another job's or damaged ones are named (the
+    first ``named`` of them one by one) and removed. Their index and stamp are checked here, their pixels
+    when the file is assembled."""
+    todo, discarded = [], 0
+    for c, a, b in chunks:
+        path = _chunk_path(parts, c)
+        if not path.exists():
+            todo.append(c)
+            continue
+        problem = chunk_problem(path, streams, chunk_stamp(stamp, c, a, b))
+        if problem is None:
+            continue
+        discarded += 1
+        if discarded <= named:
+            notice(f"discarding {path}: {problem}; rendering it again")
+        path.unlink(missing_ok=True)
+        todo.append(c)
+    if discarded > named:
+        notice(f"discarded {discarded - named} more chunks in {parts} that this job cannot use; rendering them again")
+    return todo
 
 
 @dataclass(frozen=True)
@@ -275,8 +385,25 @@ def _is_job_folder(parts: Path, manifest: Mapping[str, Any]) -> bool:
     return _read_job(parts) == json.loads(json.dumps(manifest))
 
 
+def _is_result_of(out: Path, inp: JobInput, manifest: Mapping[str, Any]) -> bool:
+    """Whether ``out`` is what this job assembles (same latents and render settings, every image rendered),
+    not an older file that --overwrite is to replace."""
+    if not out.is_file():
+        return False
+    try:
+        with open_dataset(out) as f:
+            return (json.loads(f.attrs.get("render_settings", "null")) == manifest["render_settings"]
+                    and int(f.attrs.get("num_rendered", -1)) == len(inp.latents)
+                    and np.array_equal(f["latents"][...], inp.latents)
+                    and np.array_equal(f["classes"][...], inp.classes)
+                    and all(np.array_equal(f[f"pairs/{name}/latents"][...], z) for name, (z, _) in inp.pairs.items())
+                    and all(name in f and f[name].shape[0] == len(inp.latents) for name in inp.streams))
+    except (DatasetFileError, OSError, KeyError, ValueError):
+        return False
+
+
 def _open_work_folder(parts: Path, manifest: Mapping[str, Any], overwrite: bool) -> None:
-    """Create the work folder, or check that the one there belongs to this very job."""
+    """Check that the work folder (created by the job's lock) belongs to this very job, or start it."""
     job_file = parts / "job.json"
     if job_file.exists():
         existing = _read_job(parts) or {}
@@ -286,12 +413,11 @@ def _open_work_folder(parts: Path, manifest: Mapping[str, Any], overwrite: bool)
                 raise ConfigError(f"{parts} holds an unfinished render job with other settings "
                                   f"(differs in: {', '.join(differ)}); rerun that job's exact command to finish "
                                   f"it, or pass --overwrite (or delete the folder) to start over")
-            shutil.rmtree(parts)
-    elif parts.exists() and any(parts.iterdir()):
+            _clear_work_folder(parts)
+    elif any(p.name != LOCK_NAME for p in parts.iterdir()):
         if not overwrite:
             raise ConfigError(f"{parts} exists but holds no job.json; delete it or pass --overwrite")
-        shutil.rmtree(parts)
-    parts.mkdir(parents=True, exist_ok=True)
+        _clear_work_folder(parts)
     for stale in parts.glob(".chunk-*.tmp-*"):
         stale.unlink()
     if not job_file.exists():
@@ -300,12 +426,34 @@ def _open_work_folder(parts: Path, manifest: Mapping[str, Any], overwrite: bool)
         os.replace(tmp, job_file)
 
 
+def _clear_work_folder(parts: Path) -> None:
+    """Remove everything in the work folder but its lock (the job's lock removes the rest when it ends)."""
+    for entry in parts.iterdir():
+        if entry.name == LOCK_NAME:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+def assembled_size(inp: JobInput, parts: Path, chunk_ids: Sequence[int], compression: str = "gzip") -> int:
+    """Bytes the assembled file needs about: the deflated chunk files' size (LZ4 compresses less than
+    deflate, by up to ~1.3x), the latents, and HDF5's overhead per image."""
+    images = sum(_chunk_path(parts, c).stat().st_size for c in chunk_ids)
+    factor = 1.1 if compression == "gzip" else 1.5
+    n, views = len(inp.latents), len(inp.streams)
+    return int(images * factor) + 128 * n * views + latents_file_size(n, len(inp.pairs))
+
+
 def _assemble(inp: JobInput, out: Path, parts: Path, chunk_ids: Sequence[int], chunk_size: int,
-              settings: Mapping[str, Any], overwrite: bool, compression: str = "gzip") -> None:
-    """Write the dataset file from the chunk files (atomically: a temporary name, then a rename)."""
+              settings: Mapping[str, Any], overwrite: bool, compression: str = "gzip", *,
+              stamp: str | None = None) -> None:
+    """Write the dataset file from the chunk files (atomically: a temporary name, then a rename), after
+    checking the disk has room for it; ``DamagedChunk`` if a chunk is damaged or not job ``stamp``'s."""
     n, res = len(inp.latents), int(settings["resolution"])
     streams = list(inp.streams)
-    with atomic_h5(out, overwrite) as f:
+    with atomic_h5(out, overwrite, size_hint=assembled_size(inp, parts, chunk_ids, compression)) as f:
         write_core(f, latents=inp.latents, classes=inp.classes, indices=inp.indices, config=inp.config,
                    seed=inp.seed)
         if inp.shard is not None:
@@ -317,17 +465,16 @@ def _assemble(inp: JobInput, out: Path, parts: Path, chunk_ids: Sequence[int], c
                                               compression) for name in streams}
         for c in chunk_ids:
             path = _chunk_path(parts, c)
-            try:
-                chunk = read_chunk(path, streams)
-            except (OSError, KeyError, ValueError) as exc:
-                raise DatasetFileError(f"chunk {path} is unreadable ({exc}); delete it and rerun the same "
-                                       f"command to render it again") from None
             a = c * chunk_size
+            b = min(n, a + chunk_size)
+            try:
+                chunk = read_chunk(path, streams, None if stamp is None else chunk_stamp(stamp, c, a, b))
+            except ChunkError as exc:
+                raise DamagedChunk(path, str(exc)) from None
             for name in streams:
                 block = chunk[name]
-                if block.shape != (min(chunk_size, n - a), res, res, 3):
-                    raise DatasetFileError(f"chunk {path} holds {name} of shape {block.shape}; delete it and "
-                                           f"rerun the same command")
+                if block.shape != (b - a, res, res, 3):
+                    raise DamagedChunk(path, f"it holds {name} of shape {block.shape}, not {(b - a, res, res, 3)}")
                 write_images(targets[name], a, block)
         f.attrs["blender_version"] = blender_version()
         f.attrs["render_settings"] = json.dumps(dict(settings), sort_keys=True)

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import diskspace
 from ..errors import Causal3DIdentError
 from .assets import MeshAsset
 from .config import RenderConfig
@@ -31,6 +32,8 @@ from .devices import DeviceSpec
 MAX_ATTEMPTS = 3
 """Times a task may be started before a crashing worker becomes an error."""
 POLL_S = 2.0
+STAMP_KEY = "__job__"
+"""Key of the job fingerprint in a chunk file."""
 
 
 class RenderError(Causal3DIdentError, RuntimeError):
@@ -62,6 +65,8 @@ class Task:
     classes: np.ndarray
     streams: dict[str, np.ndarray]
     path: str | None = None
+    stamp: str | None = None
+    """The job's fingerprint for this chunk, stored in its chunk file (see ``job.chunk_stamp``)."""
 
     @property
     def num_images(self) -> int:
@@ -73,6 +78,7 @@ def worker_main(slot: int, spec: WorkerSpec, tasks: Any, events: Any) -> None:
     """Entry point of a worker process: build the scene, then serve tasks until told to stop."""
     _redirect_output(spec.log_path)
     _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops us
     parent = os.getppid()
     try:
         from .scene import SceneRenderer  # the only import of bpy, here in the worker
@@ -82,6 +88,9 @@ def worker_main(slot: int, spec: WorkerSpec, tasks: Any, events: Any) -> None:
             _serve(slot, spec, renderer, tasks, events, parent)
         finally:
             renderer.close()
+    except Causal3DIdentError as exc:  # e.g. a full disk: one line for the user
+        events.put(("fatal", slot, str(exc)))
+        raise SystemExit(1) from None
     except BaseException:
         events.put(("error", slot, traceback.format_exc()))
         raise SystemExit(1) from None
@@ -107,7 +116,7 @@ def _serve(slot: int, spec: WorkerSpec, renderer: Any, tasks: Any, events: Any, 
                 images[name][row] = renderer.render(latents[row], int(cls))
                 events.put(("image", slot, None))
         if task.path is not None:
-            write_chunk(Path(task.path), images)
+            write_chunk(Path(task.path), images, task.stamp)
         rendered += task.num_images
         rss = _rss_mb()
         baseline = rss if baseline is None else baseline
@@ -117,20 +126,61 @@ def _serve(slot: int, spec: WorkerSpec, renderer: Any, tasks: Any, events: Any, 
             return
 
 
-def write_chunk(path: Path, images: dict[str, np.ndarray]) -> None:
-    """Write a chunk's images as .npz under a temporary name, then rename it into place (atomic)."""
+def write_chunk(path: Path, images: dict[str, np.ndarray], stamp: str | None = None) -> None:
+    """Write a chunk's images (deflated .npz, with the job's ``stamp``) under a temporary name, then rename
+    it into place (atomic). A full disk is one ``DiskFullError`` line and leaves no temporary."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **{_npz_key(name): array for name, array in images.items()})
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    arrays = {_npz_key(name): array for name, array in images.items()}
+    if stamp is not None:
+        arrays[STAMP_KEY] = np.array(stamp)
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        written = tmp.stat().st_size if tmp.exists() else 0
+        tmp.unlink(missing_ok=True)
+        if diskspace.is_no_space(exc):
+            raise diskspace.disk_full(path, written, sum(a.nbytes for a in arrays.values())) from None
+        raise
 
 
-def read_chunk(path: Path, names: Iterable[str]) -> dict[str, np.ndarray]:
-    """The images of a chunk file, by stream name."""
-    with np.load(path) as data:
-        return {name: data[_npz_key(name)] for name in names}
+class ChunkError(Exception):
+    """A chunk file that cannot be used (damaged, another job's, or of other shapes): render it again."""
+
+
+def chunk_problem(path: Path, names: Iterable[str], stamp: str | None) -> str | None:
+    """Why the chunk file at ``path`` cannot be used, checked cheaply (its index and stamp), or None."""
+    try:
+        with np.load(path) as data:
+            return _stamp_problem(data, names, stamp)
+    except Exception as exc:  # zipfile, zlib, numpy and OS errors alike: the file is damaged
+        return f"unreadable ({type(exc).__name__}: {exc})"
+
+
+def read_chunk(path: Path, names: Iterable[str], stamp: str | None = None) -> dict[str, np.ndarray]:
+    """The images of a chunk file, by stream name; ``ChunkError`` if it is damaged or not ``stamp``'s."""
+    names = list(names)
+    try:
+        with np.load(path) as data:
+            problem = _stamp_problem(data, names, stamp)
+            if problem is None:
+                return {name: data[_npz_key(name)] for name in names}
+    except Exception as exc:  # zipfile (bad CRC, truncated), zlib, numpy and OS errors alike
+        problem = f"unreadable ({type(exc).__name__}: {exc})"
+    raise ChunkError(problem)
+
+
+def _stamp_problem(data: Any, names: Iterable[str], stamp: str | None) -> str | None:
+    if stamp is not None:
+        if STAMP_KEY not in data.files:
+            return "it carries no job fingerprint (written by an older causal3dident)"
+        if str(data[STAMP_KEY]) != stamp:
+            return "it was written by another job (its fingerprint differs)"
+    missing = [name for name in names if _npz_key(name) not in data.files]
+    return f"it lacks {', '.join(missing)}" if missing else None
 
 
 def _npz_key(name: str) -> str:
@@ -218,6 +268,8 @@ class WorkerPool:
                         self._stop(i, restart=bool(pending))
                     else:
                         self._assign(i, pending, attempts)
+                elif kind == "fatal":
+                    raise RenderError(f"render worker {i} stopped: {payload}")
                 elif kind == "error":
                     raise RenderError(f"render worker {i} failed: {payload.strip().splitlines()[-1]}"
                                       f"{self._log_hint(slot)}\n{payload}")

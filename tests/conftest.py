@@ -35,3 +35,31 @@ def synthetic_h5(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     return make_synthetic_dataset(tmp_path_factory.mktemp("synthetic") / "train.h5", n=64, resolution=32,
                                   pairs=("hues", "positions"), seed=3)
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path):
+    """``small_tmpfs('2m')``: a folder on a freshly mounted tmpfs of that size, to fill a disk for real
+    (needs root; skipped where mounting is not permitted). Unmounted at the end of the test."""
+    import subprocess
+
+    mounted: list[Path] = []
+
+    def mount(size: str) -> Path:
+        folder = tmp_path / f"tmpfs{len(mounted)}"
+        folder.mkdir()
+        try:
+            result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                                    capture_output=True, text=True)
+            why = result.stderr.strip() if result.returncode else ""
+        except OSError as exc:
+            why = str(exc)
+        if why:
+            pytest.skip(f"cannot mount a {size} tmpfs to fill a disk for real ({why}); run as root "
+                        f"(CAP_SYS_ADMIN) to test full disks")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", "--lazy", str(folder)], capture_output=True)

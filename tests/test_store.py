@@ -113,5 +113,5 @@ def test_shards_merge_to_the_unsharded_file(tmp_path, config):
         for key in ("latents", "classes", "index", "pairs/hues/latents", "pairs/positions_hues/latents"):
             assert np.array_equal(a[key][...], b[key][...]), key
     assert verify(merged) == []
-    with pytest.raises(DatasetFileError, match="missing or given twice"):
+    with pytest.raises(DatasetFileError, match="shard 1 of 3 is missing"):
         merge_files([shards[0], shards[2]], tmp_path / "gap.h5")
