@@ -30,7 +30,7 @@ def run(tmp_path: Path, assets_dir: Path, *extra: str) -> tuple[subprocess.Compl
     out = tmp_path / "check.json"
     proc = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--render-device", "cpu", "--tiny",
                            "--workers", "1", "--assets", str(assets_dir), "--json", str(out), *extra],
-                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+                          capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc, json.loads(out.read_text())
 

@@ -76,7 +76,7 @@ FULL = Sizes(budget_s={"render": 160, "throughput": 150, "train": 130}, render_n
              render_resolution=224, throughput_resolution=224, throughput_batch=512, throughput_steps=20,
              throughput_warmup=5, throughput_images=1536, train_overrides=(), train_steps=1000, train_log_every=50,
              train_anchors=1024, train_test=512)
-TINY = Sizes(budget_s={"render": 120, "throughput": 120, "train": 120}, render_n=3, render_reference_n=2,
+TINY = Sizes(budget_s={"render": 180, "throughput": 180, "train": 180}, render_n=3, render_reference_n=2,
              render_resolution=32, throughput_resolution=32, throughput_batch=8, throughput_steps=2,
              throughput_warmup=1, throughput_images=40, train_overrides=("resolution=32", "train.batch_size=16"),
              train_steps=6, train_log_every=2, train_anchors=48, train_test=32)
