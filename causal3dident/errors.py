@@ -17,3 +17,7 @@ class DatasetFileError(Causal3DIdentError, OSError):
 
 class OutputExistsError(Causal3DIdentError, FileExistsError):
     """The output already exists and the caller did not ask to overwrite it."""
+
+
+class UnwritableOutputError(Causal3DIdentError, OSError):
+    """An output cannot be written: a file stands where its folder should be, or the folder is read-only."""
