@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 SETTINGS_OPTION = click.option("--settings", "settings_files", multiple=True, type=click.Path(path_type=Path),
                                help="Extra settings YAML file (same form as benchmarks/settings.yaml). Repeatable.")
 SET_OPTION = click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
-                          help="Override a tier value, e.g. train.steps=100. Repeatable; recorded in run.json.")
+                          help="Override a tier value, e.g. train.steps=100 or method.temperature=0.5 (a parameter "
+                               "of the run's method); checked against the tier's schema. Repeatable; recorded.")
 DEVICE_OPTION = click.option("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N.")
 RENDER_WORKERS_OPTION = click.option("--render-workers", type=int, default=None,
                                      help="Render processes for the tier's data (default: the renderer's).")
@@ -52,20 +53,22 @@ def bench() -> None:
 @SETTINGS_OPTION
 @SET_OPTION
 @DEVICE_OPTION
+@click.option("--eval-every", type=click.IntRange(min=0), default=0,
+              help="Also probe the held-out samples every N steps into curve.csv (a learning curve); 0: only at the end.")
 def run(setting: str, tier: str, seed: int, method: str | None, encoder: str | None, data: Path, out: Path,
-        settings_files: tuple[Path, ...], overrides: tuple[str, ...], device: str) -> None:
+        settings_files: tuple[Path, ...], overrides: tuple[str, ...], device: str, eval_every: int) -> None:
     """Train and evaluate one setting; write OUT/<tier>/<method>/<setting>/seed<S>/results.csv."""
     from .runner import run_benchmark
     from .settings import get_setting, load_settings
     from .tiers import load_tier
 
     the_setting = get_setting(setting, load_settings(settings_files))
-    the_tier = load_tier(tier, overrides)
+    the_tier = load_tier(tier, overrides, method=None if encoder else method or "simclr")
     progress = _progress(the_tier)
     on_interrupt(progress.interrupted if encoder is None else "nothing to resume: rerun the same command to "
                                                                "evaluate the encoder again")
     path = run_benchmark(the_setting, the_tier, seed, data, out, method=method, encoder=encoder, device=device,
-                         on_step=progress, echo=click.echo)
+                         on_step=progress, echo=click.echo, eval_every=eval_every)
     click.echo(f"wrote {path / 'results.csv'}")
     _print_summary(path)
 
@@ -77,12 +80,14 @@ def run(setting: str, tier: str, seed: int, method: str | None, encoder: str | N
 @RENDER_WORKERS_OPTION
 @ASSETS_OPTION
 @click.option("--render-device", default="auto", show_default=True, help="Cycles device, as 'c3di render --device'.")
-def data(tier: str, folder: Path, render_workers: int | None, assets: Path | None, render_device: str) -> None:
+@SET_OPTION
+def data(tier: str, folder: Path, render_workers: int | None, assets: Path | None, render_device: str,
+         overrides: tuple[str, ...]) -> None:
     """Render the dataset a tier declares (tiers.yaml 'data:'); a killed render resumes, finished files are reused."""
     from .tier_data import ensure_tier_data
     from .tiers import load_tier
 
-    ensure_tier_data(load_tier(tier), folder, workers=render_workers, device=render_device, assets=assets,
+    ensure_tier_data(load_tier(tier, overrides), folder, workers=render_workers, device=render_device, assets=assets,
                      echo=click.echo)
 
 
@@ -117,7 +122,7 @@ def sweep(tier: str, data: Path, render: bool, render_workers: int | None, asset
 
     settings = load_settings(settings_files)
     ids = list(settings) if "all" in setting_ids else list(setting_ids) or table1_ids(settings)
-    the_tier = load_tier(tier, overrides)
+    the_tier = load_tier(tier, overrides, method=method)
     seed_list = seeds or list(the_tier.seeds)
     name = resolve_method(method, the_tier).name
     if render:
@@ -155,12 +160,18 @@ def sweep(tier: str, data: Path, render: bool, render_workers: int | None, asset
 @click.option("--layer", type=click.Choice(["final", "hidden"]), default="final", show_default=True)
 @click.option("--probe", type=click.Choice(["kernel_ridge", "linear"]), default="kernel_ridge", show_default=True,
               help="Regression probe for the latents (class accuracy is always logistic regression).")
+@click.option("--metric", "metrics", multiple=True, metavar="NAME",
+              help="Also tabulate this metric per setting: mlp, mcc_pearson, mcc_spearman, mcc_content_pearson, "
+                   "mcc_content_spearman, dci_disentanglement, dci_completeness, dci_informativeness, logistic. "
+                   "Repeatable.")
 @click.option("--overwrite", is_flag=True, help="Replace --out and its heatmaps if they exist.")
-def leaderboard(dirs: tuple[Path, ...], out: Path | None, layer: str, probe: str, overwrite: bool) -> None:
+def leaderboard(dirs: tuple[Path, ...], out: Path | None, layer: str, probe: str, metrics: tuple[str, ...],
+                overwrite: bool) -> None:
     """Tabulate all results under DIRS beside the paper's Table 1, with Spearman's rho and a heatmap."""
     from .leaderboard import write_leaderboard
 
-    path, pictures = write_leaderboard(dirs, out or dirs[0] / "LEADERBOARD.md", layer, probe, overwrite=overwrite)
+    path, pictures = write_leaderboard(dirs, out or dirs[0] / "LEADERBOARD.md", layer, probe, metrics,
+                                       overwrite=overwrite)
     click.echo(f"wrote {path}" + "".join(f", {p}" for p in pictures))
 
 
@@ -180,14 +191,15 @@ def settings_command(settings_files: tuple[Path, ...]) -> None:
 @bench.command("tiers")
 def tiers_command() -> None:
     """List the tiers with their main numbers."""
+    from .methods import method_params
     from .tiers import load_tier, tier_names
 
     for name in tier_names():
         t = load_tier(name)
         flag = " [provisional]" if t.provisional else ""
+        params = "; ".join(f"{m} " + ", ".join(f"{k} {v}" for k, v in method_params(m, t).items()) for m in t.method)
         click.echo(f"{name}{flag}: {t.resolution} px, {t.model.encoder}, batch {t.train.batch_size}, "
-                   f"{t.train.steps} steps, lr {t.train.lr}, temperature {t.train.temperature}, "
-                   f"seeds {list(t.seeds)}; {t.description}")
+                   f"{t.train.steps} steps, lr {t.train.lr}, {params}, seeds {list(t.seeds)}; {t.description}")
 
 
 def _progress(tier: Tier, prefix: str = "") -> TrainProgress:

@@ -5,11 +5,15 @@ fit part and a disjoint score part. Inputs are standardised on the fit part. Cla
 regression, accuracy. Each continuous latent (standardised on the fit part): RBF kernel ridge,
 3-fold grid search over alpha x gamma, R^2 on the score part; and linear regression R^2. Kernel
 ridge is exact up to ``eval.kernel_exact_max`` fit samples, else a Nystroem approximation; the
-choice and the selected hyper-parameters are returned for the run record.
+choice and the selected hyper-parameters are returned for the run record. Beside these, the
+field's metrics (``metrics.py``): an MLP class probe (fit part -> score part), MCC over the ten
+continuous latents and over the setting's continuous content latents (on the score part), and DCI
+(lassos fit on the fit part, informativeness on the score part).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +29,7 @@ from torch import nn
 
 from causal3dident.latents import LATENT_NAMES
 
+from . import metrics
 from .augment import normalize, to_float
 from .tiers import EvalConfig
 
@@ -75,22 +80,25 @@ def _standardise(fit: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def evaluate(features: dict[str, np.ndarray], latents: np.ndarray, classes: np.ndarray, config: EvalConfig,
-             seed: int) -> tuple[list[ProbeResult], dict[str, Any]]:
+             seed: int, content: Sequence[str] | None = None) -> tuple[list[ProbeResult], dict[str, Any]]:
     """All probes on every layer; returns the rows and what was done (sizes, approximations, choices).
 
+    ``content`` (the setting's content: latent names, 'class' ignored) adds MCC rows over those latents.
     BLAS runs single-threaded here: these solves are small, and multi-threaded OpenBLAS was
     measured 30x slower when other processes shared the cores.
     """
     with threadpool_limits(limits=1, user_api="blas"):
-        return _evaluate(features, latents, classes, config, seed)
+        return _evaluate(features, latents, classes, config, seed, content)
 
 
 def _evaluate(features: dict[str, np.ndarray], latents: np.ndarray, classes: np.ndarray, config: EvalConfig,
-              seed: int) -> tuple[list[ProbeResult], dict[str, Any]]:
+              seed: int, content: Sequence[str] | None) -> tuple[list[ProbeResult], dict[str, Any]]:
     fit, score = split_fit_score(len(classes), config.fit_fraction, seed)
     y_fit, y_score = _standardise(latents[fit].astype(np.float64), latents[score].astype(np.float64))
+    content_names = [n for n in LATENT_NAMES if content is not None and n in content]
     rows: list[ProbeResult] = []
-    details: dict[str, Any] = {"fit_samples": len(fit), "score_samples": len(score), "layers": {}}
+    details: dict[str, Any] = {"fit_samples": len(fit), "score_samples": len(score), "layers": {},
+                               "probes": _field_probe_settings(content_names)}
     for layer, x in features.items():
         x_fit, x_score = _standardise(x[fit], x[score])
         rows.append(ProbeResult(layer, "logistic", "class", "accuracy",
@@ -102,7 +110,49 @@ def _evaluate(features: dict[str, np.ndarray], latents: np.ndarray, classes: np.
         for j, name in enumerate(LATENT_NAMES):
             rows.append(ProbeResult(layer, "linear", name, "r2", float(r2_score(y_score[:, j], linear[:, j]))))
         details["layers"][layer] = {"dim": int(x.shape[1]), "kernel_ridge": chosen}
+        field_rows, details["layers"][layer]["field"] = _field_metrics(
+            layer, (x_fit, x_score), (y_fit, y_score), (classes[fit], classes[score]), content_names, seed)
+        rows += field_rows
     return rows, details
+
+
+def _field_probe_settings(content_names: list[str]) -> dict[str, Any]:
+    """How the field's metrics were computed, for run.json."""
+    return {"mlp": {"sklearn": "MLPClassifier", **metrics.MLP_SETTINGS, "random_state": "run seed",
+                    "fit": "fit part", "score": "score part"},
+            "mcc": {"correlations": list(metrics.CORRELATIONS), "on": "score part", "latents": list(LATENT_NAMES),
+                    "content": content_names, "class": "excluded (categorical)",
+                    "matching": "scipy.optimize.linear_sum_assignment, maximised; unmatched latents count 0"},
+            "dci": {"regressor": "sklearn Lasso (Eastwood & Williams 2018, LASSO variant)",
+                    "alpha": metrics.LASSO_ALPHA, "max_iter": metrics.LASSO_MAX_ITER,
+                    "standardised": "inputs and latents, on the fit part", "importance": "|coefficient|",
+                    "fit": "fit part", "informativeness": "mean R^2 on the score part", "latents": list(LATENT_NAMES)}}
+
+
+def _field_metrics(layer: str, x: tuple[np.ndarray, np.ndarray], y: tuple[np.ndarray, np.ndarray],
+                   c: tuple[np.ndarray, np.ndarray], content_names: list[str],
+                   seed: int) -> tuple[list[ProbeResult], dict[str, Any]]:
+    """Rows of the MLP probe, MCC (all latents, per latent, content latents) and DCI for one layer."""
+    (x_fit, x_score), (y_fit, y_score) = x, y
+    accuracy, mlp_info = metrics.mlp_accuracy(x_fit, c[0], x_score, c[1], seed)
+    rows = [ProbeResult(layer, "mlp", "class", "accuracy", accuracy)]
+    info: dict[str, Any] = {"mlp": mlp_info, "mcc_matched_dims": {}}
+    content_cols = [LATENT_NAMES.index(n) for n in content_names]
+    for method in metrics.CORRELATIONS:
+        metric = f"mcc_{method}"
+        every = metrics.mcc(x_score, y_score, method)
+        rows.append(ProbeResult(layer, "mcc", "all", metric, every.value))
+        rows += [ProbeResult(layer, "mcc", name, metric, float(v)) for name, v in zip(LATENT_NAMES, every.per_latent)]
+        if content_cols:
+            rows.append(ProbeResult(layer, "mcc", "content", metric,
+                                    metrics.mcc(x_score, y_score[:, content_cols], method).value))
+        info["mcc_matched_dims"][method] = {n: int(d) if d >= 0 else None for n, d in zip(LATENT_NAMES, every.dims)}
+    scores = metrics.dci(x_fit, y_fit, x_score, y_score)
+    rows += [ProbeResult(layer, "dci", "all", "disentanglement", scores.disentanglement),
+             ProbeResult(layer, "dci", "all", "completeness", scores.completeness),
+             ProbeResult(layer, "dci", "all", "informativeness", scores.informativeness)]
+    info["dci_r2"] = {n: round(float(v), 6) for n, v in zip(LATENT_NAMES, scores.r2)}
+    return rows, info
 
 
 def _class_accuracy(x_fit: np.ndarray, c_fit: np.ndarray, x_score: np.ndarray, c_score: np.ndarray) -> float:

@@ -4,6 +4,7 @@ Rows are gathered with a glob (``DIR/**/results.csv``). Each (method, tier) gets
 paper's columns: class accuracy, object position (mean over x, y, z), spotlight position, the
 three hues and rotation (mean over the three angles); per cell the mean +/- std over seeds, the
 paper's value and the difference; and Spearman's rank correlation of all cells with the paper's.
+With ``metrics`` (names of ``METRICS``), each section adds a table of those metrics per setting.
 """
 
 from __future__ import annotations
@@ -36,6 +37,19 @@ COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 """Table 1's columns: id in paper_table1.csv -> (header, factors averaged per seed)."""
 FACTORS = ("class", *LATENT_NAMES)
+METRICS: dict[str, tuple[str, str, str]] = {
+    "logistic": ("logistic", "class", "accuracy"),
+    "mlp": ("mlp", "class", "accuracy"),
+    "mcc_pearson": ("mcc", "all", "mcc_pearson"),
+    "mcc_spearman": ("mcc", "all", "mcc_spearman"),
+    "mcc_content_pearson": ("mcc", "content", "mcc_pearson"),
+    "mcc_content_spearman": ("mcc", "content", "mcc_spearman"),
+    "dci_disentanglement": ("dci", "all", "disentanglement"),
+    "dci_completeness": ("dci", "all", "completeness"),
+    "dci_informativeness": ("dci", "all", "informativeness"),
+}
+"""Names for ``--metric``: name -> (probe, factor, metric) of the results rows (see results/README.md)."""
+MISSING = "missing"
 
 
 @dataclass
@@ -159,9 +173,48 @@ def spearman_with_paper(cells: dict[str, dict[str, Cell]]) -> tuple[float, float
     return float(result.statistic), float(result.pvalue), len(ours)
 
 
+def check_metrics(metrics: Sequence[str]) -> None:
+    """Refuse unknown ``--metric`` names, listing the known ones."""
+    for name in metrics:
+        if name not in METRICS:
+            raise ConfigError(f"unknown --metric {name!r}; choose from {', '.join(METRICS)}")
+
+
+def metric_values(rows: Sequence[dict[str, str]], layer: str,
+                  name: str) -> dict[tuple[str, str], dict[str, list[float]]]:
+    """(method, tier) -> setting -> values over seeds of the metric ``name`` (a key of METRICS) at ``layer``."""
+    probe, factor, metric = METRICS[name]
+    out: dict[tuple[str, str], dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    for r in rows:
+        if (r["layer"], r["probe"], r["factor"], r["metric"]) == (layer, probe, factor, metric):
+            out[(r["method"], r["tier"])][r["setting"]][int(r["seed"])] = float(r["value"])
+    return {group: {s: [v[k] for k in sorted(v)] for s, v in per.items()} for group, per in out.items()}
+
+
+def _metric_table(rows: Sequence[dict[str, str]], layer: str, group: tuple[str, str], settings: list[str],
+                  metrics: Sequence[str], views: dict[str, str]) -> list[str]:
+    """Markdown lines: one row per setting, one column per metric (mean +/- std over seeds, or 'missing')."""
+    values = {name: metric_values(rows, layer, name).get(group, {}) for name in metrics}
+    lines = [f"Other metrics, layer `{layer}` ({MISSING}: no such rows, e.g. results written before the metric "
+             f"existed):", "",
+             "| setting | views | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
+    for setting in settings:
+        row = [setting, views.get(setting, "")]
+        for name in metrics:
+            seeds = values[name].get(setting)
+            if not seeds:
+                row.append(MISSING)
+            else:
+                mean, std = float(np.mean(seeds)), float(np.std(seeds))
+                row.append(f"{mean:.2f} ± {std:.2f}" if len(seeds) > 1 else f"{mean:.2f}")
+        lines.append("| " + " | ".join(row) + " |")
+    return lines + [""]
+
+
 def render_markdown(rows: Sequence[dict[str, str]], layer: str = "final", probe: str = "kernel_ridge",
-                    images: dict[tuple[str, str], str] | None = None) -> str:
-    """The leaderboard document: one section per (method, tier)."""
+                    images: dict[tuple[str, str], str] | None = None, metrics: Sequence[str] = ()) -> str:
+    """The leaderboard document: one section per (method, tier); ``metrics`` add a table of those per section."""
+    check_metrics(metrics)
     paper, views = paper_table(), paper_views()
     groups = factor_values(rows, layer, probe)
     lines = ["# Leaderboard", "",
@@ -194,6 +247,8 @@ def render_markdown(rows: Sequence[dict[str, str]], layer: str = "final", probe:
                 row.append(text)
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
+        if metrics:
+            lines += _metric_table(rows, layer, (method, tier), _ordered(cells, paper), metrics, views)
     return "\n".join(lines)
 
 
@@ -233,9 +288,11 @@ def heatmap(per_setting: PerSetting, path: Path, title: str) -> None:
 
 
 def write_leaderboard(dirs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], layer: str = "final",
-                      probe: str = "kernel_ridge", overwrite: bool = False) -> tuple[Path, list[Path]]:
-    """Write the Markdown leaderboard and one heatmap PNG per (method, tier) beside it; existing files are
-    refused unless ``overwrite``."""
+                      probe: str = "kernel_ridge", metrics: Sequence[str] = (),
+                      overwrite: bool = False) -> tuple[Path, list[Path]]:
+    """Write the Markdown leaderboard (with tables of ``metrics``) and one heatmap PNG per (method, tier) beside it;
+    existing files are refused unless ``overwrite``."""
+    check_metrics(metrics)
     rows = read_rows(dirs)
     if not rows:
         raise ConfigError(f"no {RESULTS} under {', '.join(map(str, dirs))}; run 'c3di bench run' or 'sweep' first")
@@ -251,5 +308,5 @@ def write_leaderboard(dirs: Sequence[str | os.PathLike[str]], out: str | os.Path
         heatmap(per_setting, png, f"{method}, {tier} ({layer}, {probe})")
         images[(method, tier)] = png.name
         pictures.append(png)
-    out.write_text(render_markdown(rows, layer, probe, images))
+    out.write_text(render_markdown(rows, layer, probe, images, metrics))
     return out, pictures

@@ -3,24 +3,31 @@
 A method is an encoder plus a loss on the two views' final embeddings. Users plug in without
 editing this package: ``register_method(name, factory)`` in Python, or on the command line
 ``--method module:function`` / ``--method path/to/file.py:function``, where ``function(tier)``
-returns a ``Method``. An already-trained encoder plugs in with ``--encoder module:function``
-(``function(tier)`` returns an ``nn.Module``) or ``--encoder checkpoint.pt`` (a checkpoint this
-harness wrote).
+returns a ``Method``. A factory declares its parameters as keyword-only arguments with types and
+defaults (``def mine(tier, *, margin: float = 1.0)``); their values come from the tier's
+``method: {<name>: {...}}`` section and ``--set method.<param>=VALUE``, validated against those types.
+An already-trained encoder plugs in with ``--encoder module:function`` (``function(tier)`` returns an
+``nn.Module``) or ``--encoder checkpoint.pt`` (a checkpoint this harness wrote).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
+import inspect
 import sys
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import torch
 from torch import nn
 
 from causal3dident.errors import ConfigError
+from causal3dident.schema import SCHEMA_CONFIG, PositiveFloat, validate
 
 from .losses import barlow_twins, infonce
 from .models import build_encoder
@@ -64,16 +71,25 @@ class BarlowTwins(Method):
         return barlow_twins(z1, z2, self.off_diagonal_weight)
 
 
-MethodFactory = Callable[[Tier], Method]
+MethodFactory = Callable[..., Method]
+"""``factory(tier, **params)`` -> Method; ``params`` are the factory's keyword-only arguments."""
 
-_REGISTRY: dict[str, MethodFactory] = {
-    "simclr": lambda tier: SimCLR(tier.train.temperature),
-    "barlowtwins": lambda tier: BarlowTwins(tier.train.barlow_lambda),
-}
+
+def simclr(tier: Tier, *, temperature: PositiveFloat = 1.0) -> Method:
+    """SimCLR; ``temperature`` divides the cosine similarities (paper: 1.0)."""
+    return SimCLR(temperature)
+
+
+def barlowtwins(tier: Tier, *, off_diagonal_weight: PositiveFloat = 0.0051) -> Method:
+    """Barlow Twins; ``off_diagonal_weight`` is the paper's lambda (0.0051)."""
+    return BarlowTwins(off_diagonal_weight)
+
+
+_REGISTRY: dict[str, MethodFactory] = {"simclr": simclr, "barlowtwins": barlowtwins}
 
 
 def register_method(name: str, factory: MethodFactory) -> None:
-    """Make ``--method NAME`` build ``factory(tier)``."""
+    """Make ``--method NAME`` build ``factory(tier, **params)``."""
     _REGISTRY[name] = factory
 
 
@@ -81,15 +97,47 @@ def method_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def resolve_method(spec: str, tier: Tier) -> Method:
-    """A registered name, or ``module:function`` / ``file.py:function`` returning a Method for the tier."""
+def _factory(spec: str) -> MethodFactory:
     if spec in _REGISTRY:
-        method = _REGISTRY[spec](tier)
-    elif ":" in spec:
-        method = load_object(spec, "--method")(tier)
-    else:
-        raise ConfigError(f"unknown method {spec!r}; use {', '.join(method_names())} or module:function "
-                          f"(a function(tier) returning a causal3dident.benchmarks.methods.Method)")
+        return _REGISTRY[spec]
+    if ":" in spec:
+        return load_object(spec, "--method")
+    raise ConfigError(f"unknown method {spec!r}; use {', '.join(method_names())} or module:function "
+                      f"(a function(tier) returning a causal3dident.benchmarks.methods.Method)")
+
+
+@functools.lru_cache(maxsize=None)
+def params_schema(factory: MethodFactory) -> type[pydantic.BaseModel]:
+    """A pydantic model of the parameters ``factory`` declares: its arguments after ``tier``, with their
+    annotations (any type pydantic knows, constraints included) and defaults (none: required)."""
+    try:
+        hints = typing.get_type_hints(factory, include_extras=True)
+    except Exception as exc:  # noqa: BLE001 - whatever fails, the annotations cannot be resolved
+        raise ConfigError(f"--method: cannot resolve the annotations of {factory!r} ({exc}); import the types "
+                          f"they name in the plug-in's module") from None
+    fields: dict[str, Any] = {}
+    for param in list(inspect.signature(factory).parameters.values())[1:]:
+        if param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            default = ... if param.default is param.empty else param.default
+            fields[param.name] = (hints.get(param.name, Any), default)
+    name = getattr(factory, "__name__", "method")
+    return pydantic.create_model(f"{name}_params", __config__=SCHEMA_CONFIG, **fields)
+
+
+def method_params(spec: str, tier: Tier) -> dict[str, Any]:
+    """The validated parameters of method ``spec`` for ``tier`` (its ``method.<spec>`` section with the
+    ``--set method.<param>`` overrides), defaults filled in."""
+    schema = params_schema(_factory(spec))
+    given = tier.method.get(spec, {})
+    params = validate(schema, given, source=f"tier {tier.name!r}, --method {spec}",
+                      hint="fix the tier's method section or the --set value", prefix=("method",))
+    return {name: getattr(params, name) for name in schema.model_fields}
+
+
+def resolve_method(spec: str, tier: Tier) -> Method:
+    """A registered name, or ``module:function`` / ``file.py:function`` returning a Method for the tier,
+    built with its validated parameters (:func:`method_params`)."""
+    method = _factory(spec)(tier, **method_params(spec, tier))
     if not (callable(getattr(method, "loss", None)) and callable(getattr(method, "build_encoder", None))):
         raise ConfigError(f"--method {spec}: the function must return an object with build_encoder(tier) and "
                           f"loss(z1, z2), e.g. a subclass of causal3dident.benchmarks.methods.Method")

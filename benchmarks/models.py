@@ -11,6 +11,9 @@ from torch import nn
 
 from .tiers import ModelConfig
 
+RESNET_BLOCKS = {"resnet18": (2, 2, 2, 2), "resnet10": (1, 1, 1, 1)}
+"""torchvision ResNets with basic blocks: blocks per stage (resnet10: one each, about 45% of resnet18's cost)."""
+
 
 class Encoder(nn.Module):
     """backbone -> hidden (hidden_dim) -> LeakyReLU(0.01) -> final (content_dim)."""
@@ -43,10 +46,10 @@ def conv_backbone(widths: tuple[int, ...], out_dim: int, pool: str = "avg", reso
 
 def build_encoder(config: ModelConfig, resolution: int) -> Encoder:
     """The tier's encoder for ``resolution``-pixel images, freshly initialised (the paper trains from scratch)."""
-    if config.encoder == "resnet18":
-        from torchvision.models import resnet18
+    if config.encoder in RESNET_BLOCKS:
+        from torchvision.models.resnet import BasicBlock, ResNet
 
-        backbone: nn.Module = resnet18(weights=None, num_classes=config.hidden_dim)
+        backbone: nn.Module = ResNet(BasicBlock, list(RESNET_BLOCKS[config.encoder]), num_classes=config.hidden_dim)
     else:
         backbone = conv_backbone(config.widths, config.hidden_dim, config.pool, resolution)
     return Encoder(backbone, config.hidden_dim, config.content_dim)

@@ -27,13 +27,14 @@ from causal3dident.store import package_version, utc_now
 
 from .data import load_data
 from .evaluate import embed, evaluate
-from .methods import load_object, resolve_method
+from .methods import load_object, method_params, resolve_method
 from .settings import Setting
-from .tiers import Tier, tier_from_dict
+from .tiers import Tier, tier_from_dict, upgrade_recorded
 from .train import StepCallback, Trainer, autocast_dtype, read_checkpoint
 
 RESULTS = "results.csv"
 RECORD = "run.json"
+CURVE = "curve.csv"
 COLUMNS = ("method", "setting", "tier", "seed", "layer", "probe", "factor", "metric", "value")
 
 
@@ -56,10 +57,13 @@ def is_finished(path: Path) -> bool:
 
 def run_benchmark(setting: Setting, tier: Tier, seed: int, data: str | os.PathLike[str], out: str | os.PathLike[str],
                   method: str | None = None, encoder: str | None = None, device: str = "auto",
-                  on_step: StepCallback | None = None, echo: Callable[[str], None] = lambda s: None) -> Path:
+                  on_step: StepCallback | None = None, echo: Callable[[str], None] = lambda s: None,
+                  eval_every: int = 0) -> Path:
     """Train ``method`` (default simclr) or load ``encoder``, evaluate, write the run folder; returns it.
 
     With ``encoder``, ``method`` only names the rows. An interrupted run resumes from its checkpoint.
+    ``eval_every`` > 0 also probes the held-out samples every that many steps into ``curve.csv``
+    (a learning curve; training itself is unchanged by it).
     """
     dev = pick_device(device)
     torch.manual_seed(seed)
@@ -77,6 +81,7 @@ def run_benchmark(setting: Setting, tier: Tier, seed: int, data: str | os.PathLi
         path.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {
         "method": name, "method_spec": method or "simclr", "encoder": encoder, "setting": setting.to_dict(),
+        "method_params": method_params(method or "simclr", tier) if method_obj is not None else None,
         "tier": tier.to_dict(), "seed": seed, "dataset": data_.info, "package_version": package_version(),
         "torch_version": torch.__version__, "python": platform.python_version(), "device": str(dev),
         "mixed_precision": "bf16" if autocast_dtype(tier.train.precision, dev) else None, "channels_last": True,
@@ -89,13 +94,16 @@ def run_benchmark(setting: Setting, tier: Tier, seed: int, data: str | os.PathLi
         trainer.resume(path)  # a damaged checkpoint is refused before anything is written
         _write_record(path, record)
         echo(f"{path}: training {name} on {setting.id} ({tier.train.steps} steps, {len(data_.train)} anchors)")
+        if eval_every > 0:
+            on_step = _with_curve(on_step, trainer, data_, tier, seed, dev, path / CURVE, eval_every)
         record["train"] = trainer.train(path, on_step)
         model = trainer.model
     else:
         model = load_encoder(encoder or "", tier, dev)
     echo(f"{path}: evaluating on {len(data_.held_out)} held-out samples")
     features = embed(model, data_.held_out.images, tier.eval.batch_size, dev)
-    rows, details = evaluate(features, data_.held_out.latents, data_.held_out.classes, tier.eval, seed)
+    rows, details = evaluate(features, data_.held_out.latents, data_.held_out.classes, tier.eval, seed,
+                             content=setting.content)
     record["eval"] = details
     record["finished"] = utc_now()
     record["seconds"] = round(time.perf_counter() - started, 1)
@@ -104,6 +112,32 @@ def run_benchmark(setting: Setting, tier: Tier, seed: int, data: str | os.PathLi
                                     "layer": r.layer, "probe": r.probe, "factor": r.factor, "metric": r.metric,
                                     "value": f"{r.value:.6f}"} for r in rows])
     return path
+
+
+def _with_curve(on_step: StepCallback | None, trainer: Trainer, data: Any, tier: Tier, seed: int,
+                dev: torch.device, path: Path, every: int) -> StepCallback:
+    """``on_step`` plus, every ``every`` steps, the final layer's probes on the held-out samples as rows of
+    ``path`` (step, images seen, factor, probe, metric, value); the model goes back to training mode."""
+
+    def step(k: int, loss: float) -> None:
+        if on_step is not None:
+            on_step(k, loss)
+        if k % every and k != tier.train.steps:
+            return
+        features = embed(trainer.model, data.held_out.images, tier.eval.batch_size, dev)
+        trainer.model.train()
+        rows, _ = evaluate({"final": features["final"]}, data.held_out.latents, data.held_out.classes, tier.eval,
+                           seed)
+        new = not path.exists()
+        with path.open("a", newline="") as fh:
+            writer = csv.writer(fh)
+            if new:
+                writer.writerow(["step", "images_seen", "loss", "probe", "factor", "metric", "value"])
+            for r in rows:
+                writer.writerow([k, k * tier.train.batch_size, f"{loss:.5f}", r.probe, r.factor, r.metric,
+                                 f"{r.value:.6f}"])
+
+    return step
 
 
 def _fingerprint(record: dict[str, Any]) -> str:
@@ -181,7 +215,7 @@ def load_encoder(spec: str, tier: Tier, device: torch.device) -> nn.Module:
     if spec.endswith(".pt"):
         ckpt = Path(spec)
         record = _encoder_record(spec)
-        run_tier = tier_from_dict(record["tier"]["name"], record["tier"])
+        run_tier = tier_from_dict(record["tier"]["name"], upgrade_recorded(record["tier"]))
         model = resolve_method(record["method_spec"], run_tier).build_encoder(run_tier)
         state = read_checkpoint(ckpt, "cpu", fix=_RETRAIN.format(folder=ckpt.parent))
         model.load_state_dict(state["model"])

@@ -1,7 +1,8 @@
 """The benchmark's settings: how each setting makes its two views, and its content and style latents.
 
 The shipped registry is ``settings.yaml`` (the 12 settings of Table 1 and 6 of Table 6); users add
-their own in a YAML file of the same form (``--settings FILE``).
+their own in a YAML file of the same form (``--settings FILE``). Each entry is checked against the typed
+schema ``SettingSpec`` (unknown keys, unknown augmentations or latents: one-line ConfigErrors).
 """
 
 from __future__ import annotations
@@ -11,17 +12,37 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import BeforeValidator
 
 from causal3dident.augmentations import AUGMENTATIONS
 from causal3dident.errors import ConfigError
 from causal3dident.latents import LATENT_GROUPS, LATENT_NAMES
+from causal3dident.schema import config_schema, validate
 from causal3dident.transformations import LatentTransformation
 
 LT_PAIRS = ("exact", "nearest")
 CLASS = "class"
+HINT = "fix the settings file"
+
+Augmentation = Literal[tuple(AUGMENTATIONS)]  # type: ignore[valid-type]
+StyleLatent = Literal[(*LATENT_NAMES, *LATENT_GROUPS)]  # type: ignore[valid-type]
+Label = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, (int, float)) else v)]
+
+
+@config_schema(source="settings", hint=HINT)
+class SettingSpec:
+    """One entry of a settings file, as written: ``views``, ``augment`` and/or ``lt``, ``lt_pairs``, ``style``,
+    ``table``."""
+
+    views: Label | None = None
+    augment: tuple[Augmentation, ...] = ()
+    lt: str | None = None
+    lt_pairs: Literal["exact", "nearest"] = "exact"
+    style: tuple[StyleLatent, ...] = ()
+    table: Label = "user"
 
 
 @dataclass(frozen=True)
@@ -52,39 +73,23 @@ def parse_setting(setting_id: str, spec: Mapping[str, Any], source: str = "setti
     where = f"{source}: setting {setting_id!r}"
     if not isinstance(spec, Mapping):
         raise ConfigError(f"{where} must be a mapping with 'views' and 'augment' or 'lt'")
-    unknown = set(spec) - {"views", "augment", "lt", "lt_pairs", "style", "table"}
-    if unknown:
-        raise ConfigError(f"{where} has unknown keys {sorted(unknown)}; use views, augment, lt, lt_pairs, style, table")
-    augment = tuple(spec.get("augment") or ())
-    for name in augment:
-        if name not in AUGMENTATIONS:
-            raise ConfigError(f"{where}: unknown augmentation {name!r}; use {', '.join(AUGMENTATIONS)}")
+    checked = validate(SettingSpec, {k: v for k, v in spec.items() if v is not None}, source=where, hint=HINT)
+    augment = checked.augment
     crops = [a for a in augment if a.startswith("crop")]
     if len(crops) > 1 or len(set(augment)) != len(augment):
         raise ConfigError(f"{where}: list each augmentation once and at most one crop")
-    lt = spec.get("lt")
-    if lt is not None:
-        lt = LatentTransformation.parse(str(lt)).name
+    lt = None if checked.lt is None else LatentTransformation.parse(checked.lt).name
     if not augment and lt is None:
         raise ConfigError(f"{where} makes no views; give 'augment: [...]' and/or 'lt: NAME'")
-    lt_pairs = spec.get("lt_pairs", "exact")
-    if lt_pairs not in LT_PAIRS:
-        raise ConfigError(f"{where}: lt_pairs must be {' or '.join(LT_PAIRS)}, got {lt_pairs!r}")
-    return Setting(id=setting_id, views=str(spec.get("views", setting_id)), augment=augment, lt=lt,
-                   lt_pairs=lt_pairs, style=_expand_latents(spec.get("style") or (), where),
-                   table=str(spec.get("table", "user")))
+    return Setting(id=setting_id, views=checked.views or setting_id, augment=augment, lt=lt,
+                   lt_pairs=checked.lt_pairs, style=_expand_latents(checked.style), table=checked.table)
 
 
-def _expand_latents(names: Iterable[str], where: str) -> tuple[str, ...]:
+def _expand_latents(names: Iterable[str]) -> tuple[str, ...]:
+    """Latent names and groups -> latent names, in LATENT_NAMES order."""
     chosen: set[str] = set()
     for name in names:
-        if name in LATENT_GROUPS:
-            chosen.update(LATENT_GROUPS[name])
-        elif name in LATENT_NAMES:
-            chosen.add(name)
-        else:
-            raise ConfigError(f"{where}: unknown style latent {name!r}; use latent names or "
-                              f"{', '.join(LATENT_GROUPS)}")
+        chosen.update(LATENT_GROUPS.get(name, (name,)))
     return tuple(n for n in LATENT_NAMES if n in chosen)
 
 

@@ -19,9 +19,6 @@ from causal3dident.store import open_dataset, pair_names
 
 from .tiers import Tier
 
-REQUIRED = ("train", "test", "resolution")
-
-
 @dataclass(frozen=True)
 class SplitSpec:
     """One file of a tier's data: how many samples, from which seed, with which LT pairs."""
@@ -42,15 +39,12 @@ class SplitSpec:
 def split_specs(tier: Tier) -> list[SplitSpec]:
     """The train and test files of ``tier`` (train carries the LT pairs; test has none)."""
     data = tier.data
-    missing = [k for k in REQUIRED if k not in data]
-    if missing:
-        raise ConfigError(f"tier {tier.name!r} declares no data ({', '.join(missing)} missing from its 'data:' "
-                          f"section in tiers.yaml); render a dataset yourself and pass it with --data")
-    common = {"resolution": int(data["resolution"]), "quality": str(data.get("quality", "fast")),
-              "preset": str(data.get("preset", "causal3dident"))}
-    pairs = tuple(str(p) for p in data.get("pairs", ()))
-    return [SplitSpec("train", int(data["train"]), int(data.get("seed", 0)), pairs, **common),
-            SplitSpec("test", int(data["test"]), int(data.get("test_seed", 1)), (), **common)]
+    if data is None:
+        raise ConfigError(f"tier {tier.name!r} declares no data (no 'data:' section in tiers.yaml); render a "
+                          f"dataset yourself and pass it with --data")
+    common = {"resolution": data.resolution, "quality": data.quality, "preset": data.preset}
+    return [SplitSpec("train", data.train, data.seed, data.pairs, **common),
+            SplitSpec("test", data.test, data.test_seed, (), **common)]
 
 
 def check_existing(path: Path, spec: SplitSpec) -> None:

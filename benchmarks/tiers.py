@@ -1,79 +1,105 @@
 """Benchmark tiers (smoke, mini, paper): model, training and evaluation sizes, from ``tiers.yaml``.
 
-A run may override single values (``--set train.steps=100``); the resolved tier is recorded.
+Each section is a typed schema (causal3dident.schema): unknown keys, wrong types and out-of-range values
+are one-line ConfigErrors naming the key path. A run may override single values
+(``--set train.steps=100``, ``--set method.temperature=0.5``); the resolved tier is recorded.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from importlib import resources
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import BeforeValidator, Field
 
 from causal3dident.errors import ConfigError
+from causal3dident.render.config import Quality
+from causal3dident.schema import (Float, Int, NonNegativeFloat, NonNegativeInt, PositiveInt, config_schema,
+                                  parse_assignment, set_path, validate)
 
-ENCODERS = ("resnet18", "convnet")
+HINT = "fix tiers.yaml or the --set value"
+ENCODERS = ("resnet18", "resnet10", "convnet")
 POOLS = ("avg", "flatten")
 SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16")
+Resolution = Annotated[Int, Field(ge=8, le=8192)]
 
 
-@dataclass(frozen=True)
+@config_schema(source="tier model", hint=HINT)
 class ModelConfig:
     """Encoder architecture: backbone -> hidden_dim -> LeakyReLU -> content_dim."""
 
-    encoder: str = "resnet18"
-    widths: tuple[int, ...] = (32, 64, 128, 256)
-    pool: str = "avg"
-    hidden_dim: int = 100
-    content_dim: int = 8
+    encoder: Literal["resnet18", "resnet10", "convnet"] = "resnet18"
+    widths: Annotated[tuple[PositiveInt, ...], Field(min_length=1)] = (32, 64, 128, 256)
+    pool: Literal["avg", "flatten"] = "avg"
+    hidden_dim: PositiveInt = 100
+    content_dim: PositiveInt = 8
 
 
-@dataclass(frozen=True)
+@config_schema(source="tier train", hint=HINT)
 class TrainConfig:
-    """Optimisation: Adam, batch size, steps, loss hyper-parameters, checkpoint cadence."""
+    """Optimisation: Adam, batch size, steps, schedule, checkpoint cadence (the loss's parameters: ``method``)."""
 
-    batch_size: int = 512
-    steps: int = 200_000
-    lr: float = 1e-4
-    temperature: float = 1.0
-    barlow_lambda: float = 0.0051
-    schedule: str = "constant"
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    max_samples: int | None = None
-    checkpoint_every: int = 5000
-    log_every: int = 500
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; bf16 on CPU pays off with AMX
+    batch_size: Annotated[Int, Field(ge=2)] = 512
+    steps: PositiveInt = 200_000
+    lr: Annotated[Float, Field(gt=0)] = 1e-4
+    schedule: Literal["constant", "cosine"] = "constant"
+    warmup_steps: NonNegativeInt = 0
+    weight_decay: NonNegativeFloat = 0.0
+    max_samples: PositiveInt | None = None
+    checkpoint_every: PositiveInt = 5000
+    log_every: PositiveInt = 500
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
 
 
-@dataclass(frozen=True)
+@config_schema(source="tier eval", hint=HINT)
 class EvalConfig:
     """Probe protocol: held-out samples, the fit/score split, kernel ridge size limits."""
 
-    samples: int = 25_000
-    fit_fraction: float = 0.5
-    kernel_exact_max: int = 4096
-    nystroem_components: int = 2048
-    batch_size: int = 1024
+    samples: Annotated[Int, Field(ge=8)] = 25_000
+    fit_fraction: Annotated[Float, Field(gt=0, lt=1)] = 0.5
+    kernel_exact_max: PositiveInt = 4096
+    nystroem_components: PositiveInt = 2048
+    batch_size: PositiveInt = 1024
 
 
-@dataclass(frozen=True)
+@config_schema(source="tier data", hint=HINT)
+class DataConfig:
+    """The dataset a tier renders (``c3di bench data``): train anchors with LT pairs, and test samples."""
+
+    train: PositiveInt
+    test: PositiveInt
+    resolution: Resolution
+    seed: NonNegativeInt = 0
+    test_seed: NonNegativeInt = 1
+    quality: Quality = "fast"
+    pairs: tuple[str, ...] = ()
+    preset: str = "causal3dident"
+
+
+def _none_if_empty(value: Any) -> Any:
+    return None if isinstance(value, Mapping) and not value else value
+
+
+@config_schema(source="tier", hint=HINT)
 class Tier:
-    """A named benchmark size; ``data`` describes the dataset the tier expects (for documentation and sweeps)."""
+    """A named benchmark size; ``data`` describes the dataset the tier expects (for documentation and sweeps);
+    ``method`` maps a method name (or ``module:function``) to its parameters (checked by the method)."""
 
     name: str
-    description: str
-    resolution: int
-    seeds: tuple[int, ...]
-    model: ModelConfig
-    train: TrainConfig
-    eval: EvalConfig
+    description: str = ""
+    resolution: Resolution
+    seeds: Annotated[tuple[NonNegativeInt, ...], Field(min_length=1)] = (0,)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    method: dict[str, dict[str, Any]] = field(default_factory=dict)
     provisional: bool = False
-    data: dict[str, Any] = field(default_factory=dict)
+    data: Annotated[DataConfig | None, BeforeValidator(_none_if_empty)] = None
     overrides: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,62 +115,54 @@ def _raw_tiers() -> dict[str, Any]:
     return yaml.safe_load(text)["tiers"]
 
 
-def load_tier(name: str, overrides: Iterable[str] = ()) -> Tier:
-    """The shipped tier ``name`` with ``section.key=value`` overrides applied and validated."""
+def load_tier(name: str, overrides: Iterable[str] = (), method: str | None = None) -> Tier:
+    """The shipped tier ``name`` with ``section.key=value`` overrides applied and validated.
+
+    ``method`` is the method of the run: ``method.<param>=VALUE`` overrides set its parameters.
+    """
     raw = _raw_tiers()
     if name not in raw:
         raise ConfigError(f"unknown tier {name!r}; choose one of {', '.join(raw)}")
-    return tier_from_dict(name, raw[name], overrides)
+    return tier_from_dict(name, raw[name], overrides, method)
 
 
-def tier_from_dict(name: str, spec: Mapping[str, Any], overrides: Iterable[str] = ()) -> Tier:
-    """Build and validate a tier from a mapping shaped like one entry of ``tiers.yaml``."""
-    spec = copy.deepcopy(dict(spec))
+def tier_from_dict(name: str, spec: Mapping[str, Any], overrides: Iterable[str] = (),
+                   method: str | None = None) -> Tier:
+    """Build and validate a tier from a mapping shaped like one entry of ``tiers.yaml`` (or a recorded tier)."""
     overrides = tuple(overrides)
+    data = copy.deepcopy(dict(spec))
     for item in overrides:
-        _apply_override(spec, item)
-    model = dict(spec.get("model", {}))
-    if "widths" in model:
-        model["widths"] = tuple(int(w) for w in model["widths"])
-    try:
-        tier = Tier(
-            name=name, description=str(spec.get("description", "")), resolution=int(spec["resolution"]),
-            seeds=tuple(int(s) for s in spec.get("seeds", [0])),
-            model=ModelConfig(**model),
-            train=TrainConfig(**spec.get("train", {})), eval=EvalConfig(**spec.get("eval", {})),
-            provisional=bool(spec.get("provisional", False)), data=dict(spec.get("data", {})), overrides=overrides)
-    except (TypeError, KeyError) as exc:
-        raise ConfigError(f"tier {name!r} is malformed ({exc}); compare it with benchmarks/tiers.yaml") from None
-    _validate(tier)
-    return tier
+        path, value = parse_assignment(item)
+        set_path(data, _override_path(path, method, item), value, item)
+    data.update(name=name, overrides=(*data.get("overrides", ()), *overrides))
+    return validate(Tier, data, source=f"tier {name!r}", hint=HINT)
 
 
-def _apply_override(spec: dict[str, Any], item: str) -> None:
-    key, sep, value = item.partition("=")
-    if not sep or not key:
-        raise ConfigError(f"--set {item!r}: write section.key=value, e.g. train.steps=100")
-    parts = key.strip().split(".")
-    node = spec
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"--set {item!r}: {part!r} is not a section")
-    node[parts[-1]] = yaml.safe_load(value)
+def _override_path(path: list[str], method: str | None, item: str) -> list[str]:
+    """``method.<param>`` -> ``method.<the run's method>.<param>``; other paths unchanged (but not the
+    tier's name and overrides, which the run sets)."""
+    if path[0] in ("name", "overrides"):
+        raise ConfigError(f"--set {item!r}: {path[0]} is set by the run (--tier, --set), not by --set")
+    if path[0] != "method":
+        return path
+    if len(path) == 2:
+        if method is None:
+            raise ConfigError(f"--set {item!r}: no method to set it for; write method.<name>.{path[1]}=..., "
+                              f"or drop it (an --encoder run trains nothing)")
+        return ["method", method, path[1]]
+    if len(path) == 3 and method is not None and path[1] != method:
+        raise ConfigError(f"--set {item!r} sets a parameter of {path[1]!r}, but this run's method is {method!r}; "
+                          f"write method.{path[2]}=...")
+    return path
 
 
-def _validate(tier: Tier) -> None:
-    checks = [
-        (tier.model.encoder in ENCODERS, f"model.encoder must be one of {', '.join(ENCODERS)}"),
-        (tier.model.pool in POOLS, f"model.pool must be one of {', '.join(POOLS)}"),
-        (tier.train.schedule in SCHEDULES, f"train.schedule must be one of {', '.join(SCHEDULES)}"),
-        (tier.train.precision in PRECISIONS, f"train.precision must be one of {', '.join(PRECISIONS)}"),
-        (tier.resolution >= 8, "resolution must be at least 8 pixels"),
-        (tier.train.batch_size >= 2, "train.batch_size must be at least 2"),
-        (tier.train.steps >= 1 and tier.train.checkpoint_every >= 1, "train.steps and checkpoint_every must be >= 1"),
-        (tier.train.temperature > 0 and tier.train.lr > 0, "train.temperature and train.lr must be > 0"),
-        (0 < tier.eval.fit_fraction < 1, "eval.fit_fraction must lie strictly between 0 and 1"),
-        (tier.eval.samples >= 8, "eval.samples must be at least 8"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(f"tier {tier.name!r}: {message} (fix tiers.yaml or the --set value)")
+def upgrade_recorded(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A tier recorded in a run.json of an earlier version, in today's shape (loss parameters under ``method``)."""
+    spec = dict(spec)
+    train = dict(spec.get("train", {}))
+    method = {k: dict(v) for k, v in spec.get("method", {}).items()}
+    if "temperature" in train:
+        method.setdefault("simclr", {}).setdefault("temperature", train.pop("temperature"))
+    if "barlow_lambda" in train:
+        method.setdefault("barlowtwins", {}).setdefault("off_diagonal_weight", train.pop("barlow_lambda"))
+    return {**spec, "train": train, "method": method}

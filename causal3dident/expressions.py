@@ -2,6 +2,12 @@
 
 Presets write means such as ``-sin(spot_pos * pi / 2)``; they are parsed with ``ast`` and
 only numbers, declared parent names, arithmetic and a few numpy functions are allowed.
+
+Presets come from files anyone can write and from the config recorded in downloaded datasets (which
+``c3di verify`` evaluates), so evaluation is bounded: at most ``MAX_LENGTH`` characters and ``MAX_NODES``
+syntax nodes, and every number is a float64 (no Python big integers: ``9 ** 9 ** 9`` overflows to inf
+at once instead of computing a number with 370 million digits). A result that is not finite (inf or
+NaN) is a ConfigError naming the latent and the expression.
 """
 
 from __future__ import annotations
@@ -29,7 +35,14 @@ FUNCTIONS: dict[str, Callable[..., np.ndarray]] = {
     "maximum": np.maximum,
     "where": np.where,
 }
+ARITY: dict[str, int] = {"clip": 3, "minimum": 2, "maximum": 2, "where": 3}
+"""Arguments each function takes (the others: one)."""
 CONSTANTS: dict[str, float] = {"pi": math.pi, "e": math.e}
+MAX_LENGTH = 1000
+"""Longest expression accepted, in characters."""
+MAX_NODES = 400
+"""Most syntax nodes accepted: each costs one vectorised numpy operation per evaluation."""
+_NUMBER = "__c3di_number_"
 _BINOPS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.Mod)
 _UNARYOPS = (ast.UAdd, ast.USub)
 _COMPARE = (ast.Lt, ast.LtE, ast.Gt, ast.GtE)
@@ -41,16 +54,27 @@ class Expression:
     def __init__(self, source: str | float | int, where: str = "expression") -> None:
         self.source = str(source)
         self.where = where
+        if len(self.source) > MAX_LENGTH:
+            raise ConfigError(f"{where}: the expression is {len(self.source)} characters long, more than "
+                              f"{MAX_LENGTH}; write a shorter one")
         try:
             tree = ast.parse(self.source.strip(), mode="eval")
         except SyntaxError as exc:
             raise ConfigError(f"{where}: cannot parse {self.source!r} ({exc.msg}); write arithmetic "
                               f"such as '-sin(spot_pos * pi / 2)'") from None
+        except (RecursionError, MemoryError, ValueError):
+            raise ConfigError(f"{where}: {self._short()} is nested too deeply; write a flatter expression") from None
+        if sum(1 for _ in ast.walk(tree)) > MAX_NODES:
+            raise ConfigError(f"{where}: {self._short()} has more than {MAX_NODES} parts; write a shorter one")
         self.names: frozenset[str] = frozenset()
         names: set[str] = set()
         self._check(tree.body, names)
         self.names = frozenset(names)
+        self._numbers: dict[str, np.float64] = {}
+        tree = ast.fix_missing_locations(_FloatNumbers(self._numbers, self.where, self.source).visit(tree))
         self._code = compile(tree, f"<{where}>", "eval")
+        if not self.names:
+            self({}, 1)  # a constant: evaluate it now, so that inf or NaN is refused before any work
 
     def _check(self, node: ast.AST, names: set[str]) -> None:
         if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
@@ -73,6 +97,9 @@ class Expression:
             return
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FUNCTIONS
                 and not node.keywords):
+            if len(node.args) != ARITY.get(node.func.id, 1) or any(isinstance(a, ast.Starred) for a in node.args):
+                raise ConfigError(f"{self.where}: {node.func.id}() takes {ARITY.get(node.func.id, 1)} argument(s), "
+                                  f"in {self.source!r}")
             for arg in node.args:
                 self._check(arg, names)
             return
@@ -85,9 +112,47 @@ class Expression:
         if missing:
             raise ConfigError(f"{self.where}: {self.source!r} uses {', '.join(sorted(missing))}, "
                               f"which is not among its parents; add it to 'parents'")
-        scope = {**FUNCTIONS, **CONSTANTS, **{k: variables[k] for k in self.names}}
-        value = eval(self._code, {"__builtins__": {}}, scope)  # noqa: S307 - AST whitelisted above
-        return np.broadcast_to(np.asarray(value, dtype=np.float64), (n,))
+        scope = {**FUNCTIONS, **CONSTANTS, **self._numbers, **{k: variables[k] for k in self.names}}
+        with np.errstate(all="ignore"):  # overflow and invalid values are checked below, with a better message
+            value = eval(self._code, {"__builtins__": {}}, scope)  # noqa: S307 - AST whitelisted above
+        value = np.asarray(value, dtype=np.float64)
+        finite = np.isfinite(value)
+        if not finite.all():
+            raise ConfigError(f"{self.where}: {self._short()} gives {value[~finite].flat[0]}"
+                              f"{self._example(variables, finite)}; keep the expression finite over its parents' "
+                              f"ranges (no overflow, log or sqrt of negatives, division by zero)")
+        return np.broadcast_to(value, (n,))
+
+    def _short(self, limit: int = 80) -> str:
+        text = repr(self.source)
+        return text if len(text) <= limit else text[:limit - 4] + "...'"
+
+    def _example(self, variables: Mapping[str, np.ndarray], finite: np.ndarray) -> str:
+        """`` for hue_bg=-0.5`` : parent values of the first sample where the result is not finite."""
+        if not self.names or finite.ndim == 0:
+            return ""
+        row = int(np.flatnonzero(~finite.ravel())[0])
+        values = ", ".join(f"{k}={float(np.asarray(variables[k]).ravel()[row]):.4g}" for k in sorted(self.names))
+        return f" for {values}"
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"
+
+
+class _FloatNumbers(ast.NodeTransformer):
+    """Replace each number by a name bound to its float64, so that all arithmetic is numpy's float64."""
+
+    def __init__(self, numbers: dict[str, np.float64], where: str, source: str) -> None:
+        self.numbers, self.where, self.source = numbers, where, source
+
+    def visit_Constant(self, node: ast.Constant) -> ast.AST:
+        try:
+            value = np.float64(node.value)
+        except OverflowError:
+            raise ConfigError(f"{self.where}: the number {str(node.value)[:20]}... in the expression is too large "
+                              f"for a float") from None
+        if not np.isfinite(value):
+            raise ConfigError(f"{self.where}: the number {node.value} in {self.source[:80]!r} is not finite")
+        name = f"{_NUMBER}{len(self.numbers)}"
+        self.numbers[name] = value
+        return ast.copy_location(ast.Name(id=name, ctx=ast.Load()), node)

@@ -22,6 +22,9 @@ from .distributions import categorical_ppf, truncnorm_ppf, truncnorm_ppf_by_clas
 from .errors import ConfigError
 from .expressions import Expression
 from .latents import CLASS_NAMES, LATENT_NAMES, NUM_CLASSES, NUM_LATENTS
+from .preset_schema import HINT as PRESET_HINT
+from .preset_schema import ConstantSpec, PresetSpec, TruncnormSpec, UniformSpec
+from .schema import validate
 
 DISTRIBUTIONS = ("uniform", "truncnorm", "constant")
 SCM_STREAM = "scm"
@@ -121,24 +124,17 @@ class SCM:
     # -- construction -------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, config: Mapping[str, Any], source: str = "preset") -> SCM:
-        """Build from a preset mapping; every mistake is a ``ConfigError`` naming the key to fix."""
+        """Build from a preset mapping; every mistake is a ``ConfigError`` naming the key to fix.
+
+        The mapping is checked against the typed schema ``preset_schema.PresetSpec`` first (keys, types,
+        ranges), then for what only the whole preset can tell (parents of the means, cycles).
+        """
         if not isinstance(config, Mapping):
             raise ConfigError(f"{source}: expected a mapping with 'latents' (and optionally 'classes')")
-        unknown = set(config) - {"name", "description", "reference", "classes", "latents"}
-        if unknown:
-            raise ConfigError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}; "
-                              f"allowed: name, description, reference, classes, latents")
-        weights = _parse_class_weights(config.get("classes", {}), source)
-        latents = config.get("latents")
-        if not isinstance(latents, Mapping):
-            raise ConfigError(f"{source}: 'latents' must map each of {', '.join(LATENT_NAMES)} to its mechanism")
-        missing = [n for n in LATENT_NAMES if n not in latents]
-        extra = [n for n in latents if n not in LATENT_NAMES]
-        if missing or extra:
-            raise ConfigError(f"{source}: 'latents' must name exactly the ten latents; "
-                              f"missing: {missing or 'none'}, unknown: {extra or 'none'}")
-        mechanisms = {n: _parse_mechanism(n, latents[n], f"{source}: latents.{n}") for n in LATENT_NAMES}
-        return cls(str(config.get("name", source)), weights, mechanisms, str(config.get("description", "")))
+        spec = validate(PresetSpec, {"name": source, **config}, source=source, hint=PRESET_HINT)
+        weights = np.asarray(spec.classes.weights, dtype=np.float64)
+        mechanisms = {n: _mechanism(n, getattr(spec.latents, n), f"{source}: latents.{n}") for n in LATENT_NAMES}
+        return cls(spec.name, weights / weights.sum(), mechanisms, spec.description)
 
     def to_dict(self) -> dict[str, Any]:
         """The preset mapping this SCM was built from (normalised); ``from_dict`` inverts it."""
@@ -309,78 +305,27 @@ def _parse_numbers(text: str, spec: str, hint: str) -> tuple[float, ...]:
         raise ConfigError(f"intervention {spec!r}: {text!r} is not a list of numbers; {hint}") from None
 
 
-def _parse_class_weights(classes: Any, source: str) -> np.ndarray:
-    if not isinstance(classes, Mapping):
-        raise ConfigError(f"{source}: 'classes' must be a mapping with 'weights'")
-    names = classes.get("names", list(CLASS_NAMES))
-    if list(names) != list(CLASS_NAMES):
-        raise ConfigError(f"{source}: classes.names must be {list(CLASS_NAMES)} (the seven meshes, in order)")
-    raw = classes.get("weights", [1.0] * NUM_CLASSES)
-    if isinstance(raw, Mapping):
-        unknown = set(raw) - set(CLASS_NAMES)
-        if unknown:
-            raise ConfigError(f"{source}: classes.weights has unknown class(es) {sorted(unknown)}")
-        raw = [raw.get(c, 0.0) for c in CLASS_NAMES]
-    try:
-        weights = np.asarray(raw, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{source}: classes.weights must be numbers") from None
-    if weights.shape != (NUM_CLASSES,) or (weights < 0).any() or weights.sum() <= 0 or not np.isfinite(weights).all():
-        raise ConfigError(f"{source}: classes.weights must be {NUM_CLASSES} non-negative numbers "
-                          f"with a positive sum, got {raw!r}")
-    return weights / weights.sum()
-
-
-def _parse_mechanism(name: str, spec: Any, where: str) -> Mechanism:
-    if not isinstance(spec, Mapping):
-        raise ConfigError(f"{where}: expected a mapping with 'distribution'")
-    allowed = {"distribution", "low", "high", "sigma", "mean", "parents", "value"}
-    unknown = set(spec) - allowed
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}")
-    dist = spec.get("distribution")
-    if dist not in DISTRIBUTIONS:
-        raise ConfigError(f"{where}: distribution must be one of {', '.join(DISTRIBUTIONS)}, got {dist!r}")
-    if dist == "constant":
-        value = _number(spec.get("value"), f"{where}.value")
-        if not -1 <= value <= 1:
-            raise ConfigError(f"{where}.value must lie in [-1, 1], got {value}")
-        return Mechanism(name, dist, (), value=value)
-    low = _number(spec.get("low", -1.0), f"{where}.low")
-    high = _number(spec.get("high", 1.0), f"{where}.high")
-    if not -1.0 <= low < high <= 1.0:
-        raise ConfigError(f"{where}: need -1 <= low < high <= 1, got low={low}, high={high}")
-    if dist == "uniform":
-        if spec.get("parents") or "mean" in spec or "sigma" in spec:
-            raise ConfigError(f"{where}: a uniform latent has no parents, mean or sigma; use 'truncnorm'")
-        return Mechanism(name, dist, (), low=low, high=high)
-    sigma = _number(spec.get("sigma"), f"{where}.sigma")
-    if sigma <= 0:
-        raise ConfigError(f"{where}.sigma must be > 0, got {sigma}")
-    mean_spec = spec.get("mean", 0.0)
-    if isinstance(mean_spec, Mapping):
-        default = mean_spec.get("default")
-        unknown = set(mean_spec) - set(CLASS_NAMES) - {"default"}
-        if unknown:
-            raise ConfigError(f"{where}.mean: unknown class(es) {sorted(unknown)}; use {', '.join(CLASS_NAMES)} or default")
-        missing = [c for c in CLASS_NAMES if c not in mean_spec]
+def _mechanism(name: str, spec: UniformSpec | TruncnormSpec | ConstantSpec, where: str) -> Mechanism:
+    """A checked mechanism entry as a Mechanism: the means parsed, their parents declared."""
+    if isinstance(spec, ConstantSpec):
+        return Mechanism(name, "constant", (), value=spec.value)
+    if isinstance(spec, UniformSpec):
+        return Mechanism(name, "uniform", (), low=spec.low, high=spec.high)
+    if isinstance(spec.mean, Mapping):
+        default = spec.mean.get("default")
+        missing = [c for c in CLASS_NAMES if c not in spec.mean]
         if missing and default is None:
             raise ConfigError(f"{where}.mean: no mean for {', '.join(missing)}; add them or a 'default'")
-        means = tuple(Expression(mean_spec.get(c, default), f"{where}.mean.{c}") for c in CLASS_NAMES)
+        means = tuple(Expression(spec.mean.get(c, default), f"{where}.mean.{c}") for c in CLASS_NAMES)
         used = {"class"}
     else:
-        means = (Expression(mean_spec, f"{where}.mean"),)
+        means = (Expression(spec.mean, f"{where}.mean"),)
         used = set()
     for expr in means:
         used |= expr.names
-    declared = spec.get("parents")
+    declared = spec.parents
     if declared is None:
-        declared = sorted(used, key=lambda p: (p != "class", p))
-    if not isinstance(declared, (list, tuple)) or not all(isinstance(p, str) for p in declared):
-        raise ConfigError(f"{where}.parents must be a list of names")
-    bad = [p for p in declared if p != "class" and p not in LATENT_NAMES]
-    if bad:
-        raise ConfigError(f"{where}.parents: unknown name(s) {bad}; use 'class' or latent names")
+        declared = tuple(sorted(used, key=lambda p: (p != "class", p)))
     undeclared = used - set(declared)
     if undeclared:
         raise ConfigError(f"{where}: the mean uses {', '.join(sorted(undeclared))} but 'parents' does not list "
@@ -389,13 +334,7 @@ def _parse_mechanism(name: str, spec: Any, where: str) -> Mechanism:
         raise ConfigError(f"{where}: a latent cannot be its own parent")
     if "class" in declared and len(means) == 1:
         means = means * NUM_CLASSES
-    return Mechanism(name, dist, tuple(declared), low=low, high=high, sigma=sigma, mean=means)
-
-
-def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{where} must be a number, got {value!r}")
-    return float(value)
+    return Mechanism(name, "truncnorm", tuple(declared), low=spec.low, high=spec.high, sigma=spec.sigma, mean=means)
 
 
 def _topological_order(mechanisms: Mapping[str, Mechanism]) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ import click
 from ..cli_options import SEED
 from ..errors import ConfigError
 from ..outputs import check_output_file
-from .config import QUALITY_PRESETS, render_config
+from .config import QUALITY_PRESETS, parse_overrides, render_config
 from .devices import DEVICE_CHOICES, select_devices
 from .job import DEFAULT_CHUNK_SIZE
 
@@ -21,6 +21,9 @@ _workers = click.option("--workers", type=int, default=None,
 _quality = click.option("--quality", type=click.Choice(list(QUALITY_PRESETS)), default="fast",
                         help="paper: 512 samples, denoised (the original); fast: indistinguishable, ~30x "
                              "cheaper; preview: tiny and noisy, for tests.")
+_set = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                    help="Override one render setting of the quality preset, e.g. samples=32 or denoise=false "
+                         "(names and types: render/config.py, docs/rendering.md). Repeatable; recorded in the file.")
 _assets = click.option("--assets", type=click.Path(path_type=Path), default=None,
                        help="Folder with meshes/*.obj (default: $C3DI_ASSETS, else download to the user cache).")
 _overwrite_png = click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
@@ -36,6 +39,7 @@ _overwrite_png = click.option("--overwrite", is_flag=True, help="Replace --out i
 @click.option("--intervene", "interventions", multiple=True, help="As in 'c3di latents' (not with SOURCE).")
 @click.option("--resolution", type=int, default=224, help="Image side in pixels (paper: 224).")
 @_quality
+@_set
 @_workers
 @_device
 @click.option("--out", type=click.Path(path_type=Path), required=True,
@@ -58,7 +62,8 @@ _overwrite_png = click.option("--overwrite", is_flag=True, help="Replace --out i
 def render(source: Path | None, preset: str, n: int | None, seed: int, pairs: str | None,
            interventions: tuple[str, ...], resolution: int, quality: str, workers: int | None, device: str,
            out: Path, shard: int | None, num_shards: int | None, assets: Path | None, chunk_size: int,
-           overwrite: bool, backend: str, address: str | None, compression: str, quiet: bool) -> None:
+           overwrite: bool, backend: str, address: str | None, compression: str, quiet: bool,
+           overrides: tuple[str, ...]) -> None:
     """Render a dataset: latents sampled from --preset (--n), or those of an existing file SOURCE.
 
     Anchors go to /images, each transformation's views to /pairs/<name>/images. Killed jobs resume
@@ -66,6 +71,7 @@ def render(source: Path | None, preset: str, n: int | None, seed: int, pairs: st
     """
     from .job import file_input, output_path, run_job, sampled_input
 
+    config = render_config(quality, resolution, **parse_overrides(overrides))
     if source is not None:
         if n is not None or interventions:
             raise ConfigError("SOURCE brings its own latents: drop --n/--intervene, or drop SOURCE to sample new ones")
@@ -75,7 +81,6 @@ def render(source: Path | None, preset: str, n: int | None, seed: int, pairs: st
             raise ConfigError("give --n (samples to draw from --preset) or a dataset file SOURCE to render")
         inp = sampled_input(preset, n, seed, pairs=pairs, interventions=interventions, shard=shard,
                             num_shards=num_shards)
-    config = render_config(quality, resolution)
     if backend == "ray":
         from tqdm import tqdm
 
@@ -94,7 +99,8 @@ def render(source: Path | None, preset: str, n: int | None, seed: int, pairs: st
     rate = result.rendered / result.seconds if result.seconds > 0 else 0.0
     resumed = result.total - result.rendered
     click.echo(f"wrote {result.path}: {len(inp.latents)} samples x {len(inp.streams)} views = {result.total} "
-               f"images at {resolution} px, quality {quality}; rendered {result.rendered} "
+               f"images at {resolution} px, quality {quality}{''.join(f', {o}' for o in overrides)}; "
+               f"rendered {result.rendered} "
                f"in {result.seconds:.1f} s ({rate:.2f} img/s, {result.workers} worker(s) on {result.device})"
                + (f"; {resumed} from an earlier run" if resumed else ""))
 
@@ -106,17 +112,19 @@ def render(source: Path | None, preset: str, n: int | None, seed: int, pairs: st
 @click.option("--seed", type=SEED, default=0, help="Seed of the latents.")
 @click.option("--resolution", type=int, default=128, help="Image side in pixels.")
 @_quality
+@_set
 @_workers
 @_device
 @_assets
 @_overwrite_png
 def preview(out: Path, per_class: int, preset: str, seed: int, resolution: int, quality: str,
-            workers: int | None, device: str, assets: Path | None, overwrite: bool) -> None:
+            workers: int | None, device: str, assets: Path | None, overrides: tuple[str, ...],
+            overwrite: bool) -> None:
     """Write a contact sheet: one row per class, columns of random latents of that class."""
     from .preview import contact_sheet, save_sheet
 
     check_output_file(out, overwrite)
-    config = render_config(quality, resolution)
+    config = render_config(quality, resolution, **parse_overrides(overrides))
     sheet = contact_sheet(preset, per_class, seed, config, select_devices(device), workers=workers, assets=assets)
     save_sheet(sheet, out)
     click.echo(f"wrote {out}: 7 classes x {per_class} latents at {resolution} px, quality {quality}")
@@ -130,17 +138,19 @@ def preview(out: Path, per_class: int, preset: str, seed: int, resolution: int, 
 @click.option("--seed", type=SEED, default=0, help="Seed of the base sample.")
 @click.option("--resolution", type=int, default=128, help="Image side in pixels.")
 @_quality
+@_set
 @_workers
 @_device
 @_assets
 @_overwrite_png
 def traversals(out: Path, steps: int, class_name: str | None, preset: str, seed: int, resolution: int, quality: str,
-               workers: int | None, device: str, assets: Path | None, overwrite: bool) -> None:
+               workers: int | None, device: str, assets: Path | None, overrides: tuple[str, ...],
+               overwrite: bool) -> None:
     """Write latent traversals: one row per latent varied over [-1, 1] with the rest fixed, and a class row."""
     from .preview import save_sheet, traversal_sheet
 
     check_output_file(out, overwrite)
-    config = render_config(quality, resolution)
+    config = render_config(quality, resolution, **parse_overrides(overrides))
     sheet = traversal_sheet(preset, seed, steps, config, select_devices(device), class_name=class_name,
                             workers=workers, assets=assets)
     save_sheet(sheet, out)

@@ -10,126 +10,133 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable, Mapping
+from dataclasses import field
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
 
 from ..errors import ConfigError
+from ..schema import (Float, Int, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, apply_assignments,
+                      config_schema)
+
+Quality = Literal["paper", "fast", "preview"]
+"""Names of the quality presets (``QUALITY_PRESETS``)."""
+HINT = "fix --resolution, --quality or the --set value"
+Fraction = Annotated[Float, Field(ge=0, le=1)]
+Vector = tuple[Float, Float, Float]
 
 
-@dataclass(frozen=True)
+@config_schema(source="render settings", hint=HINT)
 class RenderConfig:
-    """Scene and sampler settings: defaults are the paper's (quality preset ``paper``, 224 px)."""
+    """Scene and sampler settings: defaults are the paper's (quality preset ``paper``, 224 px).
 
-    resolution: int = 224
+    A typed schema: unknown names, wrong types and out-of-range values are one-line ConfigErrors.
+    """
+
+    resolution: Annotated[Int, Field(ge=8, le=8192)] = 224
     """Image width = height in pixels (paper: 224)."""
 
     # -- Cycles ---------------------------------------------------------------------------------
-    samples: int = 512
+    samples: PositiveInt = 512
     """Path-tracing samples per pixel (paper: 512)."""
     adaptive_sampling: bool = False
     """Stop sampling converged pixels early (Blender 2.91's default: off)."""
-    adaptive_threshold: float = 0.01
+    adaptive_threshold: NonNegativeFloat = 0.01
     """Noise level at which adaptive sampling stops a pixel (Blender's default)."""
-    adaptive_min_samples: int = 0
+    adaptive_min_samples: NonNegativeInt = 0
     """Samples before adaptive sampling may stop a pixel (0: Blender picks)."""
     denoise: bool = True
     """Denoise the final image (paper: on, 'to make spot lights look nicer'); Blender 5 uses OpenImageDenoise."""
-    denoiser_prefilter: str = "ACCURATE"
+    denoiser_prefilter: Literal["NONE", "FAST", "ACCURATE"] = "ACCURATE"
     """OpenImageDenoise prefilter of the albedo/normal passes (Blender's default)."""
-    denoiser_quality: str = "HIGH"
+    denoiser_quality: Literal["HIGH", "BALANCED", "FAST"] = "HIGH"
     """OpenImageDenoise quality (Blender's default)."""
-    max_bounces: int = 0
+    max_bounces: NonNegativeInt = 0
     """Light bounces (paper: 0, direct light only, 'disable reflections')."""
-    transparent_max_bounces: int = 8
+    transparent_max_bounces: NonNegativeInt = 8
     """Transparent bounces (paper: 8; nothing in the scene is transparent)."""
-    blur_glossy: float = 2.0
+    blur_glossy: NonNegativeFloat = 2.0
     """Cycles' filter glossy (paper: 2.0)."""
-    seed: int = 0
+    seed: NonNegativeInt = 0
     """Cycles' sampling seed, fixed so that the same latents give the same pixels."""
     light_tree: bool = False
     """Cycles' light tree (Blender >= 3.5; 2.91 had none). Off: with three lights it saves about a
     fifth of the time per sample, about what it gains in noise."""
-    pixel_filter_width: float = 1.5
+    pixel_filter_width: PositiveFloat = 1.5
     """Blackman-Harris pixel filter width in pixels (Blender's default)."""
 
     # -- colour management --------------------------------------------------------------------
     view_transform: str = "Standard"
     """View transform (paper: Standard, i.e. plain sRGB; Blender's default would be Filmic/AgX)."""
-    dither: float = 0.0
+    dither: NonNegativeFloat = 0.0
     """Dither noise added when quantising to 8 bits; 0 keeps pixels an exact function of the latents
     (Blender's default 1.0 adds +-0.5/255 of noise, invisible at this scale)."""
 
     # -- camera ---------------------------------------------------------------------------------
-    camera_location: tuple[float, float, float] = (8.0, 0.0, 8.0)
+    camera_location: Vector = (8.0, 0.0, 8.0)
     """Camera position; it looks at the world origin (paper scene)."""
-    lens_mm: float = 35.0
+    lens_mm: PositiveFloat = 35.0
     """Focal length (paper scene: 35 mm)."""
-    sensor_mm: float = 50.0
+    sensor_mm: PositiveFloat = 50.0
     """Sensor width (paper scene: 50 mm): a wide view, 71 deg across."""
 
     # -- object ---------------------------------------------------------------------------------
-    object_size: float = 6.0
+    object_size: PositiveFloat = 6.0
     """Largest bounding-box side of every mesh after normalisation, in scene units. As in the original,
     it also sets the ground's depth below the origin (-size), the object's lift (+size/2) and the
     spotlight's extra height (+size). The original's mesh scale is not recorded (its meshes were never
     released); 6 reproduces the published images: objects cover 4.3 % of the image in the median, as
     in the paper's sample figure (3 gives 1 %), with pools and shadows of the same proportions."""
-    material_roughness: float = 0.4
+    material_roughness: Fraction = 0.4
     """Roughness of the glossy layer of the rubber-like material of object and ground. The original used
     CLEVR's 'Rubber' node group: a diffuse base under a glossy coat, mixed by Fresnel. 0.4 reproduces
     the published images' darkening of the ground towards the horizon without spotlight glints."""
-    material_ior: float = 1.5
+    material_ior: PositiveFloat = 1.5
     """Index of refraction of the Fresnel mix between diffuse base and glossy coat (rubber: about 1.5)."""
-    glossy_distribution: str = "GGX"
+    glossy_distribution: Literal["GGX", "MULTI_GGX", "BECKMANN", "ASHIKHMIN_SHIRLEY"] = "GGX"
     """Microfacet model of the glossy coat: GGX, Blender 2.91's default (multiscatter GGX is slower)."""
 
     # -- ground (the background) ----------------------------------------------------------------
-    ground_size: float = 1500.0
+    ground_size: PositiveFloat = 1500.0
     """Side of the ground plane (paper: 1500, far beyond the frame)."""
 
     # -- lights ---------------------------------------------------------------------------------
-    spot_energy_w: float = 3000.0
+    spot_energy_w: NonNegativeFloat = 3000.0
     """Spotlight power (paper: 3000 W)."""
-    spot_cone_deg: float = 35.0
+    spot_cone_deg: Annotated[Float, Field(gt=0, le=180)] = 35.0
     """Spotlight cone, full angle (paper: 35 deg)."""
-    spot_blend: float = 0.1
+    spot_blend: Fraction = 0.1
     """Softness of the cone's edge (paper: 0.1)."""
-    spot_soft_size: float = 0.5
+    spot_soft_size: NonNegativeFloat = 0.5
     """Radius of the spotlight's emitter: soft shadow edges (paper: 0.5)."""
-    spot_radius: float = 4.0
+    spot_radius: NonNegativeFloat = 4.0
     """Radius of the spotlight's half circle around the z axis (paper: 4)."""
-    spot_height: float = 6.0
+    spot_height: Float = 6.0
     """Spotlight height above the origin, plus ``object_size`` (paper: 6 + object size)."""
-    area_location: tuple[float, float, float] = (0.0, 0.0, 7.0)
+    area_location: Vector = (0.0, 0.0, 7.0)
     """Area light above the scene (paper's base scene)."""
-    area_energy_w: float = 50.0
+    area_energy_w: NonNegativeFloat = 50.0
     """Area light power (paper's base scene: 50 W)."""
-    area_size: float = 1.0
+    area_size: PositiveFloat = 1.0
     """Area light side (paper's base scene: 1)."""
-    sun_strength: float = 0.5
+    sun_strength: NonNegativeFloat = 0.5
     """Sun strength in W/m^2 (paper's base scene: 0.5); it shines straight down (direction not recorded)."""
-    world_color: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    world_color: tuple[NonNegativeFloat, NonNegativeFloat, NonNegativeFloat] = (0.0, 0.0, 0.0)
     """World (environment) colour (not recorded): black, because the published images show black
     where both the spotlight and the overhead lights are blocked; a grey world brightens the ground
     about 20 % beyond the published images."""
 
     # -- colours: HSV(hue, saturation, 1) with the hue from causal3dident.latents.hue_fraction ---
-    object_saturation: float = 1.0
+    object_saturation: Fraction = 1.0
     """Object colour saturation (paper: 1.0)."""
-    spot_saturation: float = 0.8
+    spot_saturation: Fraction = 0.8
     """Spotlight colour saturation (paper: 0.8)."""
-    ground_saturation: float = 0.6
+    ground_saturation: Fraction = 0.6
     """Background (ground) colour saturation (paper: 0.6)."""
 
-    quality: str = field(default="paper", compare=False)
+    quality: Quality = field(default="paper", compare=False)
     """Name of the quality preset these settings came from (informational)."""
-
-    def __post_init__(self) -> None:
-        if not 8 <= self.resolution <= 8192:
-            raise ConfigError(f"--resolution must be 8..8192 pixels, got {self.resolution}")
-        if self.samples < 1:
-            raise ConfigError(f"samples must be >= 1, got {self.samples}")
 
     @property
     def spot_cone_rad(self) -> float:
@@ -141,11 +148,7 @@ class RenderConfig:
         return json_ready(dataclasses.asdict(self))
 
     def with_overrides(self, **changes: Any) -> RenderConfig:
-        """A copy with some fields changed; unknown names are a ``ConfigError``."""
-        names = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(changes) - names)
-        if unknown:
-            raise ConfigError(f"unknown render setting(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        """A copy with some fields changed, validated: unknown names and bad values are a ``ConfigError``."""
         return dataclasses.replace(self, **changes)
 
 
@@ -183,6 +186,16 @@ def render_config(quality: str = "paper", resolution: int = 224, **overrides: An
         raise ConfigError(f"unknown --quality {quality!r}; choose one of {', '.join(QUALITY_PRESETS)}")
     settings = {**QUALITY_PRESETS[quality], **overrides}
     return RenderConfig(resolution=resolution, quality=quality).with_overrides(**settings)
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items of ``c3di render`` as render-setting overrides (``render_config`` validates them)."""
+    overrides = apply_assignments({}, items)
+    if "quality" in overrides:
+        raise ConfigError("--set quality=...: use --quality (a quality is a preset of several settings)")
+    if "resolution" in overrides:
+        raise ConfigError("--set resolution=...: use --resolution")
+    return overrides
 
 
 def from_dict(data: Mapping[str, Any]) -> RenderConfig:

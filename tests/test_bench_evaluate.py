@@ -53,11 +53,30 @@ def test_evaluate_rows_recover_latents_that_are_the_features():
     onehot = np.eye(7)[classes]
     features = {"final": latents[:, :5].astype(np.float64),
                 "hidden": np.concatenate([latents, onehot], axis=1).astype(np.float64)}
-    rows, details = evaluate(features, latents, classes, EvalConfig(samples=n, fit_fraction=0.5), seed=0)
-    assert len(rows) == 2 * (1 + 2 * 10)
-    value = {(r.layer, r.probe, r.factor): r.value for r in rows}
-    assert value[("hidden", "logistic", "class")] > 0.95
-    assert value[("final", "logistic", "class")] < 0.35
-    assert value[("final", "linear", "pos_x")] > 0.99 and value[("final", "linear", "hue_bg")] < 0.05
-    assert value[("hidden", "kernel_ridge", "hue_bg")] > 0.9
+    rows, details = evaluate(features, latents, classes, EvalConfig(samples=n, fit_fraction=0.5), seed=0,
+                             content=("class", "pos_x", "pos_y", "hue_bg"))
+    # per layer: logistic 1, kernel ridge and linear 2 x 10, mlp 1, mcc 2 x (all + content + 10 latents), dci 3
+    assert len(rows) == 2 * (1 + 2 * 10 + 1 + 2 * 12 + 3)
+    value = {(r.layer, r.probe, r.factor, r.metric): r.value for r in rows}
+    assert value[("hidden", "logistic", "class", "accuracy")] > 0.95
+    assert value[("final", "logistic", "class", "accuracy")] < 0.35
+    assert value[("final", "linear", "pos_x", "r2")] > 0.99 and value[("final", "linear", "hue_bg", "r2")] < 0.05
+    assert value[("hidden", "kernel_ridge", "hue_bg", "r2")] > 0.9
+    assert value[("hidden", "mlp", "class", "accuracy")] > 0.95
+    assert value[("final", "mlp", "class", "accuracy")] < 0.35
+    for metric in ("mcc_pearson", "mcc_spearman"):
+        assert value[("hidden", "mcc", "all", metric)] == pytest.approx(1.0)
+        # the final layer holds the first five latents: they match exactly, the other five have no dimension
+        assert value[("final", "mcc", "all", metric)] == pytest.approx(0.5)
+        assert value[("final", "mcc", "pos_y", metric)] == pytest.approx(1.0)
+        assert value[("final", "mcc", "hue_bg", metric)] == 0.0
+        # content: pos_x and pos_y match exactly; hue_bg only a spare dimension it is independent of
+        assert 2 / 3 < value[("final", "mcc", "content", metric)] < 2 / 3 + 0.1 / 3
+    assert value[("hidden", "dci", "all", "disentanglement")] > 0.99
+    assert value[("hidden", "dci", "all", "completeness")] > 0.99
+    assert 0.45 < value[("final", "dci", "all", "informativeness")] < 0.5  # five latents ~1, five <= 0
+    r2 = details["layers"]["final"]["field"]["dci_r2"]
+    assert min(r2[n] for n in LATENT_NAMES[:5]) > 0.99 and max(r2[n] for n in LATENT_NAMES[5:]) < 0.02
     assert details["fit_samples"] + details["score_samples"] == n
+    assert details["layers"]["final"]["field"]["mcc_matched_dims"]["pearson"]["rot_beta"] == 4
+    assert details["probes"]["mcc"]["content"] == ["pos_x", "pos_y", "hue_bg"]

@@ -61,6 +61,58 @@ def test_committed_leaderboard_is_rendered_from_the_committed_mini_rows():
     assert (root / "LEADERBOARD_simclr_mini.png").is_file()
 
 
+def with_field_rows(rows: list[dict[str, str]], seeds: dict[int, float]) -> list[dict[str, str]]:
+    """``rows`` plus MLP, MCC and DCI rows (both layers) for lt_hues, at value = the seed's offset."""
+    extra = []
+    for seed, value in seeds.items():
+        for layer in ("final", "hidden"):
+            for probe, factor, metric in (("mlp", "class", "accuracy"), ("mcc", "all", "mcc_pearson"),
+                                          ("mcc", "pos_x", "mcc_pearson"), ("dci", "all", "disentanglement")):
+                extra.append({"method": "simclr", "setting": "lt_hues", "tier": "paper", "seed": str(seed),
+                              "layer": layer, "probe": probe, "factor": factor, "metric": metric,
+                              "value": str(value if layer == "final" else 0.0)})
+    return rows + extra
+
+
+def test_new_metric_rows_leave_the_default_table_as_it_was():
+    rows = rows_like_the_paper({0: 0.0, 1: 0.02})
+    assert render_markdown(with_field_rows(rows, {0: 0.9, 1: 0.8})) == render_markdown(rows)
+
+
+def test_metric_tables_show_mean_and_std_per_setting_and_missing_rows():
+    rows = with_field_rows(rows_like_the_paper({0: 0.0, 1: 0.02}), {0: 0.9, 1: 0.8})
+    text = render_markdown(rows, metrics=("mlp", "dci_disentanglement", "mcc_spearman"))
+    assert text.startswith(render_markdown(rows))  # the paper's table first, unchanged
+    assert "| setting | views | mlp | dci_disentanglement | mcc_spearman |" in text
+    assert "| lt_hues | LT: change hues | 0.85 ± 0.05 | 0.85 ± 0.05 | missing |" in text
+    assert "| da_colour | DA: colour distortion | missing | missing | missing |" in text
+    rows += [dict(r, layer="hidden") for r in rows if r["probe"] in ("logistic", "kernel_ridge")]
+    hidden = render_markdown(rows, layer="hidden", metrics=("mcc_pearson",))
+    assert "| lt_hues | LT: change hues | 0.00 ± 0.00 |" in hidden
+
+
+def test_leaderboard_cli_tabulates_a_metric_of_old_results_as_missing(tmp_path):
+    from click.testing import CliRunner
+
+    from causal3dident.cli import main
+
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    runs = tmp_path / "runs" / "mini"
+    runs.mkdir(parents=True)
+    (runs / "results.csv").write_bytes((root / "results" / "mini.csv").read_bytes())  # no MLP/MCC/DCI rows
+    out = tmp_path / "board" / "LEADERBOARD.md"
+    result = CliRunner().invoke(main, ["bench", "leaderboard", str(tmp_path / "runs"), "--out", str(out),
+                                       "--metric", "mcc_pearson", "--metric", "mlp"])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert text.startswith((root / "LEADERBOARD.md").read_text())
+    assert "| lt_hues | LT: change hues | missing | missing |" in text
+    assert text.count("| missing | missing |") == 12
+    bad = CliRunner().invoke(main, ["bench", "leaderboard", str(tmp_path / "runs"), "--out", str(tmp_path / "x.md"),
+                                    "--metric", "mcc"])
+    assert bad.exit_code == 2 and "unknown --metric 'mcc'" in bad.output and not (tmp_path / "x.md").exists()
+
+
 def test_cli_writes_into_the_first_runs_folder_and_replaces_only_with_overwrite(tmp_path):
     """Without --out the leaderboard goes to DIRS[0]/LEADERBOARD.md (never the committed benchmarks/ file);
     an existing one is replaced only with --overwrite."""

@@ -37,18 +37,23 @@ def test_smoke_run_writes_results_rows_and_record(synthetic_h5, tmp_path):
     run = tmp_path / "smoke" / "simclr" / "da_crop_small_colour" / "seed1"
     rows = read_results(run / "results.csv")
     assert list(rows[0]) == ["method", "setting", "tier", "seed", "layer", "probe", "factor", "metric", "value"]
-    assert len(rows) == 42
+    assert len(rows) == 98
     identity = {(r["method"], r["setting"], r["tier"], r["seed"]) for r in rows}
     assert identity == {("simclr", "da_crop_small_colour", "smoke", "1")}
     assert {r["layer"] for r in rows} == {"final", "hidden"}
     probes = {(r["probe"], r["metric"]) for r in rows}
-    assert probes == {("logistic", "accuracy"), ("kernel_ridge", "r2"), ("linear", "r2")}
-    assert {r["factor"] for r in rows} == {"class", *LATENT_NAMES}
+    assert probes == {("logistic", "accuracy"), ("kernel_ridge", "r2"), ("linear", "r2"), ("mlp", "accuracy"),
+                      ("mcc", "mcc_pearson"), ("mcc", "mcc_spearman"), ("dci", "disentanglement"),
+                      ("dci", "completeness"), ("dci", "informativeness")}
+    assert {r["factor"] for r in rows} == {"class", *LATENT_NAMES, "all", "content"}
     assert all(np.isfinite(float(r["value"])) for r in rows)
     record = json.loads((run / "run.json").read_text())
     assert record["seed"] == 1 and record["tier"]["name"] == "smoke" and len(record["dataset"]["sha256"]) == 64
     assert record["package_version"] and record["train"]["steps"] == 4 and record["finished"]
     assert record["eval"]["fit_samples"] + record["eval"]["score_samples"] == 32
+    assert record["eval"]["probes"]["mcc"]["content"] == ["rot_alpha", "rot_beta", "rot_gamma"]  # the rest is style
+    assert record["eval"]["probes"]["mlp"]["hidden_layer_sizes"] == [100]
+    assert set(record["eval"]["layers"]["hidden"]["field"]) == {"mlp", "mcc_matched_dims", "dci_r2"}
     assert (run / CHECKPOINT).is_file() and (run / "train_log.csv").is_file()
 
 
@@ -93,9 +98,10 @@ def test_checkpoint_evaluates_as_an_encoder(synthetic_h5, tmp_path):
     result = bench("run", "--setting", "lt_positions", "--tier", "smoke", "--data", str(synthetic_h5),
                    "--encoder", str(trained / CHECKPOINT), "--method", "reloaded", "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
-    again = {(r["layer"], r["probe"], r["factor"]): r["value"] for r in read_results(trained / "results.csv")}
+    key = ("layer", "probe", "factor", "metric")
+    again = {tuple(r[k] for k in key): r["value"] for r in read_results(trained / "results.csv")}
     reloaded = read_results(tmp_path / "smoke" / "reloaded" / "lt_positions" / "seed0" / "results.csv")
-    assert all(again[(r["layer"], r["probe"], r["factor"])] == r["value"] for r in reloaded)
+    assert len(reloaded) == len(again) and all(again[tuple(r[k] for k in key)] == r["value"] for r in reloaded)
 
 
 def test_nearest_pairs_are_same_class_and_never_the_anchor(synthetic_h5, tmp_path):
@@ -151,3 +157,21 @@ def test_bf16_precision_trains_on_cpu_and_is_recorded(synthetic_h5, tmp_path):
 def test_unknown_precision_is_a_config_error():
     with pytest.raises(ConfigError, match="train.precision must be one of auto, fp32, bf16"):
         load_tier("smoke", ["train.precision=fp16"])
+
+
+def test_learning_curve_probes_every_n_steps_and_leaves_training_unchanged(synthetic_h5, tmp_path):
+    common = ["run", "--setting", "lt_hues", "--tier", "smoke", "--data", str(synthetic_h5), "--set", "train.steps=5"]
+    plain = bench(*common, "--out", str(tmp_path / "plain"))
+    curved = bench(*common, "--out", str(tmp_path / "curved"), "--eval-every", "2")
+    assert plain.exit_code == 0 and curved.exit_code == 0, plain.output + curved.output
+    run = ("smoke", "simclr", "lt_hues", "seed0")
+    assert read_results(tmp_path.joinpath("plain", *run, "results.csv")) == \
+        read_results(tmp_path.joinpath("curved", *run, "results.csv"))
+    assert not tmp_path.joinpath("plain", *run, "curve.csv").exists()
+    curve = read_results(tmp_path.joinpath("curved", *run, "curve.csv"))
+    assert sorted({int(r["step"]) for r in curve}) == [2, 4, 5]  # every 2 steps, and the last
+    assert {int(r["images_seen"]) for r in curve} == {32, 64, 80}  # steps x batch 16
+    final_class = [r for r in curve if r["step"] == "5" and r["factor"] == "class"]
+    result_class = [r for r in read_results(tmp_path.joinpath("curved", *run, "results.csv"))
+                    if r["layer"] == "final" and r["probe"] == "logistic"]
+    assert float(final_class[0]["value"]) == pytest.approx(float(result_class[0]["value"]))

@@ -36,11 +36,12 @@ def test_user_settings_file_adds_and_overrides(tmp_path):
 
 
 @pytest.mark.parametrize("body, message", [
-    ("settings:\n  x:\n    augment: [blur]\n", "unknown augmentation 'blur'"),
+    ("settings:\n  x:\n    augment: [blur]\n", "must be one of crop_large, crop_small, colour, rotation, got 'blur'"),
     ("settings:\n  x:\n    views: nothing\n", "makes no views"),
     ("settings:\n  x:\n    lt: colours\n", "unknown latent transformation"),
-    ("settings:\n  x:\n    lt: hues\n    lt_pairs: approx\n", "lt_pairs must be exact or nearest"),
-    ("settings:\n  x:\n    augment: [colour]\n    style: [hue]\n", "unknown style latent 'hue'"),
+    ("settings:\n  x:\n    lt: hues\n    lt_pairs: approx\n", "lt_pairs must be one of exact, nearest, got 'approx'"),
+    ("settings:\n  x:\n    augment: [colour]\n    style: [hue]\n", "must be one of pos_x, .*, hues, got 'hue'"),
+    ("settings:\n  x:\n    lt: hues\n    stlye: [hues]\n", "'x': stlye: unknown key; known keys: views, augment, lt"),
     ("- a list\n", "top-level 'settings:' mapping"),
 ])
 def test_bad_settings_files_raise_one_line(tmp_path, body, message):
@@ -60,7 +61,7 @@ def test_tiers_load_and_accept_overrides():
     assert {"smoke", "mini", "paper"} <= set(tier_names())
     paper = load_tier("paper")
     assert (paper.resolution, paper.model.encoder, paper.train.batch_size, paper.train.lr,
-            paper.train.temperature, paper.seeds) == (224, "resnet18", 512, 1e-4, 1.0, (0, 1, 2))
+            paper.method["simclr"]["temperature"], paper.seeds) == (224, "resnet18", 512, 1e-4, 1.0, (0, 1, 2))
     assert not any(load_tier(name).provisional for name in ("smoke", "mini", "paper"))
     tier = load_tier("smoke", ["train.steps=7", "model.widths=[4, 8]"])
     assert tier.train.steps == 7 and tier.model.widths == (4, 8)
@@ -70,9 +71,9 @@ def test_tiers_load_and_accept_overrides():
 @pytest.mark.parametrize("name, overrides, message", [
     ("huge", [], "unknown tier 'huge'"),
     ("smoke", ["train.steps"], "write section.key=value"),
-    ("smoke", ["train.optimiser=sgd"], "malformed"),
+    ("smoke", ["train.optimiser=sgd"], "train.optimiser: unknown key; known keys: batch_size, steps"),
     ("smoke", ["model.encoder=vit"], "model.encoder must be one of"),
-    ("smoke", ["eval.fit_fraction=1.5"], "fit_fraction must lie"),
+    ("smoke", ["eval.fit_fraction=1.5"], "eval.fit_fraction must be < 1, got 1.5"),
 ])
 def test_bad_tiers_raise(name, overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -31,7 +31,7 @@ def test_settings_round_trip_through_json() -> None:
 
 @pytest.mark.parametrize("call, message", [
     (lambda: render_config("ultra"), "unknown --quality"),
-    (lambda: render_config("paper", samples_per_pixel=3), "unknown render setting"),
+    (lambda: render_config("paper", samples_per_pixel=3), "samples_per_pixel: unknown key; known keys: resolution"),
     (lambda: RenderConfig(resolution=4), "--resolution"),
 ])
 def test_bad_settings_are_config_errors(call, message: str) -> None:

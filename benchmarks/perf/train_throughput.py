@@ -30,7 +30,7 @@ from torchvision import transforms  # noqa: E402
 from causal3dident.augmentations import (  # noqa: E402
     AUGMENTATIONS, NORMALIZE_MEAN, NORMALIZE_STD, ColourDistortion, Crop)
 from causal3dident.benchmarks.data import load_data  # noqa: E402
-from causal3dident.benchmarks.methods import SimCLR  # noqa: E402
+from causal3dident.benchmarks.methods import resolve_method  # noqa: E402
 from causal3dident.benchmarks.models import build_encoder  # noqa: E402
 from causal3dident.benchmarks.runner import pick_device  # noqa: E402
 from causal3dident.benchmarks.settings import Setting, load_settings  # noqa: E402
@@ -78,7 +78,7 @@ def time_ours(path: Path, setting: Setting, tier: Tier, warmup: int, device: tor
     data = load_data(path, setting, tier, seed=0)
     torch.manual_seed(0)
     model = build_encoder(tier.model, tier.resolution)
-    trainer = Trainer(SimCLR(tier.train.temperature), model, setting, tier, data, 0, device, "perf")
+    trainer = Trainer(resolve_method("simclr", tier), model, setting, tier, data, 0, device, "perf")
     marks: dict[int, float] = {}
     in_views = [0.0]
     make_views = trainer.views
@@ -139,7 +139,7 @@ def plain_step(tier: Tier, device: torch.device, channels_last: bool = False,
     memory_format = torch.channels_last if channels_last else torch.preserve_format
     model = build_encoder(tier.model, tier.resolution).to(device, memory_format=memory_format).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=tier.train.lr)
-    method = SimCLR(tier.train.temperature)
+    method = resolve_method("simclr", tier)
 
     def step(x1: torch.Tensor, x2: torch.Tensor) -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
