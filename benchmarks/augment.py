@@ -4,7 +4,10 @@ torchvision's batched tensor transforms draw one set of parameters for a whole b
 weakens the augmentation; here every image gets its own crop box, flip, jitter factors, jitter
 order, grayscale coin and rotation. The numbers come from ``causal3dident.augmentations``.
 Images are float tensors [B, 3, H, W] in [0, 1]; sampling and applying are separate so that
-tests can check the parameters. Crops resample like PIL (the original's backend): separable
+tests can check the parameters. Parameters are drawn on the generator's device (the trainer's is
+always the CPU, so a GPU run draws the CPU run's parameters) and reach the images' device through
+pinned, non-blocking copies: choosing the samples an op applies to happens on the host, and no op
+waits for the GPU. Crops resample like PIL (the original's backend): separable
 bicubic (a = -0.5), antialiased when shrinking, as two batched matrix products.
 """
 
@@ -13,10 +16,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 
 from causal3dident.augmentations import AUGMENTATIONS, NORMALIZE_MEAN, NORMALIZE_STD, ColourDistortion, Crop
+
+from .device import to_device
 
 _GRAY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
 
@@ -72,10 +78,10 @@ def apply_crop(x: torch.Tensor, params: CropParams, size: int, mode: str = "bicu
     separable, antialiased when shrinking, bicubic with a = -0.5 or bilinear; two batched matmuls,
     horizontal pass first, clipped in between (Pillow 13 may order the passes the other way round;
     that changes only overshoots clipped at hard edges)."""
-    top, left, h, w = params.boxes.to(x.dtype).unbind(1)
+    top, left, h, w = to_device(params.boxes, x.device).to(x.dtype).unbind(1)
     rows = _resize_weights(top, h, x.shape[2], size, mode)  # [B, size, H]
     cols = _resize_weights(left, w, x.shape[3], size, mode)  # [B, size, W]
-    cols = torch.where(params.flip.view(-1, 1, 1), cols.flip(1), cols)
+    cols = torch.where(to_device(params.flip, x.device).view(-1, 1, 1), cols.flip(1), cols)
     across = (x @ cols.unsqueeze(1).transpose(2, 3)).clamp_(0.0, 1.0)  # PIL: horizontal pass, clipped
     return (rows.unsqueeze(1) @ across).clamp_(0.0, 1.0)
 
@@ -178,15 +184,17 @@ _JITTER_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue
 
 
 def apply_colour(x: torch.Tensor, params: ColourParams) -> torch.Tensor:
-    """Each sample's jitter ops in its own order (on the samples that draw them), then grayscale."""
+    """Each sample's jitter ops in its own order (on the samples that draw them), then grayscale. The samples are
+    chosen where the parameters live (the host, in training), so a GPU never has to report back."""
     x = x.clone()
     factors = (params.brightness, params.contrast, params.saturation, params.hue)
     for step in range(4):
         for op_index, op in enumerate(_JITTER_OPS):
             chosen = (params.jitter & (params.order[:, step] == op_index)).nonzero().squeeze(1)
             if chosen.numel():
-                x[chosen] = op(x[chosen], factors[op_index][chosen])
-    gray = params.grayscale.view(-1, 1, 1, 1)
+                rows = to_device(chosen, x.device)
+                x[rows] = op(x[rows], to_device(factors[op_index][chosen], x.device))
+    gray = to_device(params.grayscale, x.device).view(-1, 1, 1, 1)
     return torch.where(gray, grayscale(x).expand_as(x), x)
 
 
@@ -205,16 +213,24 @@ def apply_rotation(x: torch.Tensor, quarter_turns: torch.Tensor) -> torch.Tensor
     for k in range(1, 4):
         chosen = (quarter_turns % 4 == k).nonzero().squeeze(1)
         if chosen.numel():
-            out[chosen] = torch.rot90(x[chosen], k, dims=(2, 3))
+            rows = to_device(chosen, x.device)
+            out[rows] = torch.rot90(x[rows], k, dims=(2, 3))
     return out
 
 
 # -- pipelines -------------------------------------------------------------------------------------
 def normalize(x: torch.Tensor) -> torch.Tensor:
     """The original's per-channel normalisation."""
-    mean = torch.tensor(NORMALIZE_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(NORMALIZE_STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    mean, std = _mean_std(x.dtype, x.device)
     return (x - mean) / std
+
+
+@lru_cache(maxsize=None)
+def _mean_std(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The normalisation constants [1, 3, 1, 1], made once per dtype and device (making a GPU tensor from Python
+    numbers waits for the GPU)."""
+    return (torch.tensor(NORMALIZE_MEAN, dtype=dtype, device=device).view(1, 3, 1, 1),
+            torch.tensor(NORMALIZE_STD, dtype=dtype, device=device).view(1, 3, 1, 1))
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:
@@ -234,25 +250,26 @@ class PairAugmenter:
 
     def __call__(self, x1: torch.Tensor, x2: torch.Tensor,
                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x1``, ``x2``: float images in [0, 1] of side ``size`` (the same images for DA)."""
+        """``x1``, ``x2``: float images in [0, 1] of side ``size`` (the same images for DA); the parameters are drawn
+        on ``generator``'s device."""
         turns: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)
         if "rotation" in self.names:
             angles = AUGMENTATIONS["rotation"].angles
-            a1, a2 = sample_rotation_pair(x1.shape[0], len(angles), generator, x1.device)
-            quarter = torch.tensor([a // 90 for a in angles], device=x1.device)
+            a1, a2 = sample_rotation_pair(x1.shape[0], len(angles), generator, generator.device)
+            quarter = torch.tensor([a // 90 for a in angles], device=generator.device)
             turns = (quarter[a1], quarter[a2])
         return (normalize(self.view(x1, generator, turns[0])), normalize(self.view(x2, generator, turns[1])))
 
     def view(self, x: torch.Tensor, generator: torch.Generator, quarter_turns: torch.Tensor | None) -> torch.Tensor:
         """One augmented view of float images in [0, 1] (not normalised)."""
-        n = x.shape[0]
+        n, where = x.shape[0], generator.device
         if quarter_turns is not None:
             x = apply_rotation(x, quarter_turns)
         for name in self.names:
             spec = AUGMENTATIONS[name]
             if isinstance(spec, Crop):
-                x = apply_crop(x, sample_crop(n, x.shape[2], x.shape[3], spec, generator, x.device), self.size,
+                x = apply_crop(x, sample_crop(n, x.shape[2], x.shape[3], spec, generator, where), self.size,
                                mode=spec.interpolation)
             elif isinstance(spec, ColourDistortion):
-                x = apply_colour(x, sample_colour(n, spec, generator, x.device))
+                x = apply_colour(x, sample_colour(n, spec, generator, where))
         return x

@@ -14,7 +14,8 @@ def infonce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 1.0) -> tor
     logits = (z @ z.T) / temperature
     self_mask = torch.eye(2 * n, dtype=torch.bool, device=z.device)
     logits = logits.masked_fill(self_mask, float("-inf"))
-    targets = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    # made on z's device: a host tensor copied to a GPU here would make every step wait for the GPU
+    targets = torch.cat([torch.arange(n, 2 * n, device=z.device), torch.arange(0, n, device=z.device)])
     return F.cross_entropy(logits, targets)
 
 

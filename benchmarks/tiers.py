@@ -1,4 +1,4 @@
-"""Benchmark tiers (smoke, mini, paper): model, training and evaluation sizes, from ``tiers.yaml``.
+"""Benchmark tiers (smoke, mini, gpu, paper): model, training and evaluation sizes, from ``tiers.yaml``.
 
 Each section is a typed schema (causal3dident.schema): unknown keys, wrong types and out-of-range values
 are one-line ConfigErrors naming the key path. A run may override single values
@@ -54,6 +54,7 @@ class TrainConfig:
     checkpoint_every: PositiveInt = 5000
     log_every: PositiveInt = 500
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    compile: bool = False  # torch.compile the encoder's forward (pays off on a GPU over many steps)
 
 
 @config_schema(source="tier eval", hint=HINT)

@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the c3di bench CLI; both pipelines run with it
 
@@ -72,9 +73,11 @@ def pil_transform(setting: Setting, size: int, source_size: int) -> transforms.C
     return transforms.Compose([*steps, transforms.ToTensor(), transforms.Normalize(NORMALIZE_MEAN, NORMALIZE_STD)])
 
 
-def time_ours(path: Path, setting: Setting, tier: Tier, warmup: int, device: torch.device) -> tuple[float, float]:
+def time_ours(path: Path, setting: Setting, tier: Tier, warmup: int, device: torch.device,
+              time_views: bool = True) -> tuple[float, float]:
     """(images/s, time making views / wall time) of the harness's Trainer after ``warmup`` steps (the views
-    are made on a background thread while the previous step trains)."""
+    are made on a background thread while the previous step trains). ``time_views=False`` leaves the views
+    untimed (NaN): timing them on a GPU means waiting for it after each, which the trainer never does."""
     data = load_data(path, setting, tier, seed=0)
     torch.manual_seed(0)
     model = build_encoder(tier.model, tier.resolution)
@@ -96,11 +99,13 @@ def time_ours(path: Path, setting: Setting, tier: Tier, warmup: int, device: tor
             _sync(device)
             marks[step] = time.perf_counter()
 
-    trainer.views = timed_views  # type: ignore[method-assign]
+    if time_views:
+        trainer.views = timed_views  # type: ignore[method-assign]
     with tempfile.TemporaryDirectory() as tmp:
         trainer.train(Path(tmp), mark)
     elapsed = marks[tier.train.steps] - marks[warmup]
-    return (tier.train.steps - warmup) * 2 * tier.train.batch_size / elapsed, in_views[0] / elapsed
+    return (tier.train.steps - warmup) * 2 * tier.train.batch_size / elapsed, (in_views[0] / elapsed if time_views
+                                                                               else float("nan"))
 
 
 def time_baseline(path: Path, setting: Setting, tier: Tier, warmup: int, device: torch.device,
@@ -172,6 +177,39 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def measure(path: Path, setting: Setting, tier_name: str, overrides: list[str], warmup: int, device: torch.device,
+            workers: int, echo: Callable[[str], None] = print, deadline: float | None = None) -> dict[str, Any]:
+    """Time our pipeline (each precision of ``precisions``), the original-style baseline and the encoder alone on
+    the dataset file ``path``; print one line each and return the numbers. Past ``deadline`` (a perf_counter
+    time) the encoder-alone ceilings are skipped."""
+    tier = load_tier(tier_name, overrides)
+    steps = tier.train.steps - warmup
+    echo(f"device {device}, torch threads {torch.get_num_threads()}, tier {tier.name} ({tier.resolution} px, "
+         f"{tier.model.encoder}, batch {tier.train.batch_size}), setting {setting.id}, data {path}")
+    result: dict[str, Any] = {"ours": {}, "making_views": {}, "ceiling": {}, "ratio": {}}
+    for precision in precisions(device):
+        with_precision = load_tier(tier_name, [*overrides, f"train.precision={precision}"])
+        rate, making = time_ours(path, setting, with_precision, warmup, device, time_views=device.type != "cuda")
+        result["ours"][precision], result["making_views"][precision] = rate, making
+        where = (f"making views, on a second thread: {making:.0%} of the wall time" if making == making else
+                 "views made on the GPU, not timed apart")
+        echo(f"ours ({precision}): {rate:8.1f} images/s ({where})")
+    base, waiting = time_baseline(path, setting, tier, warmup, device, workers)
+    result.update(baseline=base, baseline_waiting=waiting, workers=workers)
+    echo(f"baseline (fp32): {base:8.1f} images/s ({workers} DataLoader workers, PIL; "
+         f"{waiting:.0%} of the time waiting for data)")
+    for precision, rate in result["ours"].items():
+        result["ratio"][precision] = rate / base
+        if deadline is not None and time.perf_counter() > deadline:
+            echo(f"ratio ({precision}): {rate / base:8.2f}x   (encoder alone: skipped, out of time)")
+            continue
+        ceiling = time_encoder_only(tier, steps, warmup, device, precision)
+        result["ceiling"][precision] = ceiling
+        echo(f"ratio ({precision}): {rate / base:8.2f}x   (encoder alone on fixed tensors, no data: "
+             f"{ceiling:.1f} images/s = {ceiling / base:.2f}x, the most any pipeline reaches here)")
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tier", default="mini")
@@ -196,21 +234,7 @@ def main() -> None:
 
             n = max(4 * tier.train.batch_size, 2048) + tier.eval.samples
             path = make_synthetic_dataset(Path(tmp) / "perf.h5", n=n, resolution=tier.resolution, pairs=(), seed=0)
-        print(f"device {device}, torch threads {torch.get_num_threads()}, tier {tier.name} ({tier.resolution} px, "
-              f"{tier.model.encoder}, batch {tier.train.batch_size}), setting {setting.id}, data {path}")
-        ours: dict[str, float] = {}
-        for precision in precisions(device):
-            with_precision = load_tier(args.tier, [*overrides, f"train.precision={precision}"])
-            ours[precision], making = time_ours(path, setting, with_precision, args.warmup, device)
-            print(f"ours ({precision}): {ours[precision]:8.1f} images/s (making views, on a second thread: "
-                  f"{making:.0%} of the wall time)")
-        base, waiting = time_baseline(path, setting, tier, args.warmup, device, args.workers)
-        print(f"baseline (fp32): {base:8.1f} images/s ({args.workers} DataLoader workers, PIL; "
-              f"{waiting:.0%} of the time waiting for data)")
-    for precision, rate in ours.items():
-        ceiling = time_encoder_only(tier, args.steps, args.warmup, device, precision)
-        print(f"ratio ({precision}): {rate / base:8.2f}x   (encoder alone on fixed tensors, no data: "
-              f"{ceiling:.1f} images/s = {ceiling / base:.2f}x, the most any pipeline reaches here)")
+        measure(path, setting, args.tier, overrides, args.warmup, device, args.workers)
 
 
 def precisions(device: torch.device) -> list[str]:
