@@ -3,7 +3,8 @@
 ``--data`` is a folder with ``train.h5`` and ``test.h5``, or one file whose last ``eval.samples``
 rows are held out. Images are resized once to the tier's resolution. LT views come from
 ``/pairs/<lt>/images`` (``exact``) or, per epoch, from the nearest same-class anchor to a fresh z~
-(``nearest``, the original code's way).
+(``nearest``, the original code's way), made by ``causal3dident.pairs.NearestPairs`` as
+``Causal3DIdent(train_file, pairs='nearest:<lt>', seed=seed, num_samples=len(train))`` makes them.
 """
 
 from __future__ import annotations
@@ -20,9 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from causal3dident.errors import ConfigError, DatasetFileError
-from causal3dident.generate import transformations_from_config
+from causal3dident.pairs import NearestPairs, recorded_transformation
 from causal3dident.store import open_dataset, read_config
-from causal3dident.transformations import LatentTransformation
 
 from .settings import Setting
 from .tiers import Tier
@@ -47,27 +47,8 @@ class BenchData:
     train: Split
     held_out: Split
     pair_images: torch.Tensor | None = None
-    nearest: NearestPartners | None = None
+    nearest: NearestPairs | None = None
     info: dict[str, Any] = field(default_factory=dict)
-
-
-class NearestPartners:
-    """For each anchor and epoch: draw z~ by the LT, pair with the nearest same-class anchor (never itself)."""
-
-    def __init__(self, lt: LatentTransformation, latents: np.ndarray, classes: np.ndarray, seed: int) -> None:
-        from causal3dident.neighbours import NeighbourIndex
-
-        self.lt, self.latents, self.classes, self.seed = lt, latents, classes, seed
-        self.index = NeighbourIndex.build(latents, classes)
-        self._cache: tuple[int, np.ndarray] | None = None
-
-    def for_epoch(self, epoch: int) -> np.ndarray:
-        """Partner index of every anchor in ``epoch`` (a function of seed and epoch only)."""
-        if self._cache is None or self._cache[0] != epoch:
-            z_tilde = self.lt.apply(self.latents, self.classes, seed=self.seed * 1_000_003 + epoch)
-            partners = self.index.query(z_tilde, self.classes, np.arange(len(self.classes)))
-            self._cache = (epoch, partners)
-        return self._cache[1]
 
 
 def resolve_files(data: str | os.PathLike[str]) -> tuple[Path, Path | None]:
@@ -111,7 +92,8 @@ def load_data(data: str | os.PathLike[str], setting: Setting, tier: Tier, seed: 
             _check_images(f, train_path, where, n)
             pair_images = _resize(_read_images(f[where], 0, stop), tier.resolution)
         if train and setting.lt and setting.lt_pairs == "nearest":
-            nearest = NearestPartners(_recorded_lt(f, setting.lt), anchors.latents, anchors.classes, seed)
+            lt = recorded_transformation(read_config(f), setting.lt)
+            nearest = NearestPairs(lt, anchors.latents, anchors.classes, seed)
         if test_path is None:
             held_out = _read_split(f, max(0, n - n_eval), n, tier.resolution)
             source = f"{train_path} rows {max(0, n - n_eval)}..{n - 1}"
@@ -124,7 +106,8 @@ def load_data(data: str | os.PathLike[str], setting: Setting, tier: Tier, seed: 
     info = {"train_file": str(train_path), "test_file": str(test_path) if test_path else None,
             "train_samples": len(anchors), "held_out_samples": len(held_out), "held_out_source": source,
             "source_resolution": resolution, "resolution": tier.resolution,
-            "sha256": dataset_hash(anchors, held_out, pair_images)}
+            "sha256": dataset_hash(anchors, held_out, pair_images),
+            "pairs": pair_record(setting, len(anchors), seed, nearest) if train else None}
     return BenchData(anchors, held_out, pair_images, nearest, info)
 
 
@@ -158,12 +141,16 @@ def _resize(images: torch.Tensor, resolution: int, chunk: int = 1024) -> torch.T
     return out
 
 
-def _recorded_lt(f: h5py.File, name: str) -> LatentTransformation:
-    """The file's own transformation of that name (its sigma), else the paper's."""
-    for lt in transformations_from_config(read_config(f)):
-        if lt.name == name and lt.mode == "independent":
-            return lt
-    return LatentTransformation.parse(name)
+def pair_record(setting: Setting, pool: int, seed: int, nearest: NearestPairs | None) -> dict[str, Any]:
+    """How a run's second views are made, and the dataset call that gives the same LT pairs and batches."""
+    order = f"causal3dident.EpochSampler({pool}, seed={seed})"
+    if setting.lt is None:
+        return {"mode": "da", "order": order}
+    if nearest is None:
+        return {"mode": "exact", "source": f"/pairs/{setting.lt}/images", "order": order,
+                "dataset": f"Causal3DIdent(train_file, pairs='exact:{setting.lt}', num_samples={pool})"}
+    return {"mode": "nearest", **nearest.describe(), "order": order,
+            "dataset": f"Causal3DIdent(train_file, pairs='nearest:{setting.lt}', seed={seed}, num_samples={pool})"}
 
 
 def dataset_hash(train: Split, held_out: Split, pair_images: torch.Tensor | None) -> str:

@@ -144,6 +144,9 @@ def _fingerprint(record: dict[str, Any]) -> str:
     """What a checkpoint must match to be resumed: method, setting, tier, seed and data."""
     keys = ("method_spec", "setting", "tier", "seed")
     ident = {k: record[k] for k in keys} | {"data": record["dataset"]["sha256"]}
+    pairs = record["dataset"].get("pairs") or {}
+    if pairs.get("mode") == "nearest":  # a checkpoint of another nearest-pair scheme would resume on other pairs
+        ident["pairs"] = pairs["version"]
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -31,7 +31,9 @@ import torch
 from torch import nn
 
 from causal3dident.errors import ConfigError
+from causal3dident.noise import derived_seed
 from causal3dident.outputs import write_failed, writing
+from causal3dident.sampler import epoch_order
 
 from .augment import PairAugmenter, normalize, to_float
 from .data import BenchData
@@ -46,11 +48,6 @@ TRAIN_LOG = "train_log.csv"
 StepCallback = Callable[[int, float], None]
 """Called after each step with (step, loss). On CUDA the loss is read only at log steps and the last step (reading it
 waits for the GPU); it is NaN in between."""
-
-
-def derived_seed(*parts: int) -> int:
-    """A well-mixed 63-bit seed from integers (run seed, purpose, step, ...)."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
 def final_embedding(output: Any) -> torch.Tensor:
@@ -141,11 +138,11 @@ class Trainer:
 
     # -- batches -----------------------------------------------------------------------------------
     def batch_indices(self, step: int) -> torch.Tensor:
-        """Anchor indices of ``step``: a fresh permutation per epoch, incomplete last batch dropped."""
+        """Anchor indices of ``step``: a fresh permutation per epoch (``causal3dident.EpochSampler``'s),
+        incomplete last batch dropped."""
         epoch, offset = divmod(step, self.per_epoch)
         if self._epoch_order is None or self._epoch_order[0] != epoch:
-            g = torch.Generator().manual_seed(derived_seed(self.seed, 1, epoch))
-            self._epoch_order = (epoch, torch.randperm(len(self.data.train), generator=g))
+            self._epoch_order = (epoch, epoch_order(len(self.data.train), self.seed, epoch))
         b = self.tier.train.batch_size
         return self._epoch_order[1][offset * b:(offset + 1) * b]
 
@@ -161,7 +158,7 @@ class Trainer:
         if self.pair_images is not None:
             partner = self._rows(self.pair_images, idx)
         elif self.data.nearest is not None:
-            partners = torch.from_numpy(self.data.nearest.for_epoch(step // self.per_epoch))
+            partners = torch.from_numpy(self.data.nearest.partners(step // self.per_epoch))
             partner = self._rows(self.images, partners[idx])
         return self._rows(self.images, idx), partner
 

@@ -1,8 +1,8 @@
 """Causal3DIdent: generator, loader and benchmark for the Causal3DIdent dataset.
 
 The core (latents, SCM, HDF5 format) needs numpy, scipy and h5py only; the torchvision dataset
-``Causal3DIdent``, ``channels_last_collate`` and ``batch_buffer`` are imported on first use, so loading
-latents never imports torch or bpy.
+``Causal3DIdent``, ``channels_last_collate``, ``batch_buffer`` and ``EpochSampler`` are imported on first
+use, so loading latents never imports torch or bpy.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from .transformations import LatentTransformation, parse_transformations
 
 __all__ = [
     "CLASS_NAMES", "LATENT_GROUPS", "LATENT_NAMES", "SCM", "Causal3DIdent", "Causal3DIdentError", "ConfigError",
-    "DatasetFileError", "Intervention", "LatentTransformation", "OutputExistsError", "batch_buffer",
+    "DatasetFileError", "EpochSampler", "Intervention", "LatentTransformation", "OutputExistsError", "batch_buffer",
     "channels_last_collate", "load_preset", "parse_transformations", "preset_names", "to_scene_units",
 ]
 
@@ -32,4 +32,8 @@ def __getattr__(name: str) -> Any:
         from . import collate
 
         return getattr(collate, name)
+    if name == "EpochSampler":
+        from .sampler import EpochSampler
+
+        return EpochSampler
     raise AttributeError(f"module 'causal3dident' has no attribute {name!r}")

@@ -12,7 +12,7 @@ import mmap
 import os
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from .collate import batch_buffer
 from .latents import CLASS_NAMES, NUM_LATENTS, to_scene_units
 from .neighbours import NeighbourIndex, cached_index, load_index, pool_digest
 from .original_layout import EXPECTED, OriginalSplit, find_split
-from .pairs import DAPair, PairSpec, parse_pairs, sample_z_tilde
+from .pairs import DAPair, NearestPairs, PairSpec, parse_pairs, recorded_transformation
 
 TARGET_TYPES: dict[str, str] = {
     "latents": "raw latents of the (first) image, float32 [10] in [-1, 1]",
@@ -63,7 +63,9 @@ class Causal3DIdent(VisionDataset):
             or ``"nearest:<lt>"`` (the paper's nearest same-class image); see ``causal3dident.pairs``.
         image_format: ``"pil"`` (PIL images, as torchvision) or ``"tensor"`` (uint8 [3, H, W] ``tv_tensors.Image``).
         in_memory: read all images into memory at construction (fast for files that fit in RAM).
-        seed: seed of the nearest-pair z~ draws; default: the file's seed.
+        seed: seed of the nearest-pair z~ draws; default: the file's seed (a benchmark run's pairs: its seed).
+        num_samples: use only the first ``num_samples`` samples (items and nearest-pair pool), as the benchmark
+            trains on a file's first rows; ``stats`` still describe the whole file.
     """
 
     classes: list[str] = list(CLASS_NAMES)
@@ -71,7 +73,8 @@ class Causal3DIdent(VisionDataset):
     def __init__(self, root: str | os.PathLike[str], split: str = "train", transform: Callable | None = None,
                  target_transform: Callable | None = None, transforms: Callable | None = None,
                  target_type: str | Sequence[str] = "latents", pairs: str | None = None, *,
-                 image_format: str = "pil", in_memory: bool = False, seed: int | None = None) -> None:
+                 image_format: str = "pil", in_memory: bool = False, seed: int | None = None,
+                 num_samples: int | None = None) -> None:
         super().__init__(root, transforms=transforms, transform=transform, target_transform=target_transform)
         self._joint = transforms is not None
         self.split = split
@@ -82,6 +85,12 @@ class Causal3DIdent(VisionDataset):
         self.source = open_source(Path(os.path.expanduser(root)), split, in_memory)
         self.latents: np.ndarray = self.source.latents
         self.targets: np.ndarray = self.source.classes
+        if num_samples is not None:
+            if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) \
+                    or not 0 < num_samples <= len(self.latents):
+                raise ConfigError(f"num_samples must be an integer in 1..{len(self.latents)} (the samples of "
+                                  f"{self.source.path}), got {num_samples!r}")
+            self.latents, self.targets = self.latents[:num_samples], self.targets[:num_samples]
         self.seed = self.source.seed if seed is None else int(seed)
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self._scene = to_scene_units(self.latents).astype(np.float32) if {"scene", "scene2"} & set(self.target_type) \
@@ -103,6 +112,8 @@ class Causal3DIdent(VisionDataset):
             self.source.prepare(f"pairs/{self.pair_spec.name}/images")
         if self.pair_spec and self.pair_spec.mode == "nearest":
             self._check_pairable()
+            lt = recorded_transformation(self.source.config, self.pair_spec.name)  # the file's sigma, as the benchmark
+            self.pair_spec = replace(self.pair_spec, lt=lt)
             self._neighbours, self._neighbours_path = cached_index(self.source.cache_anchor, self.latents,
                                                                    self.targets)
 
@@ -143,9 +154,13 @@ class Causal3DIdent(VisionDataset):
         indices = np.asarray(indices, dtype=np.int64)
         if spec.mode == "exact":
             return self.source.pair_latents[spec.name][indices]
+        return self._nearest_pairs(self._neighbours).z_tilde(self.epoch if epoch is None else epoch, indices)
+
+    def _nearest_pairs(self, index: NeighbourIndex | None) -> NearestPairs:
+        """The shared nearest-pair maker over this dataset's pool (what the benchmark's ``lt_pairs: nearest`` uses)."""
+        spec = self._lt_spec()
         assert spec.lt is not None
-        return sample_z_tilde(spec.lt, self.latents[indices], indices, seed=self.seed,
-                              epoch=self.epoch if epoch is None else epoch)
+        return NearestPairs(spec.lt, self.latents, self.targets, self.seed, index=index)
 
     def _lt_spec(self) -> PairSpec:
         if self.pair_spec is None or self.pair_spec.mode == "da":
@@ -183,8 +198,7 @@ class Causal3DIdent(VisionDataset):
                 second = self._read(idx, f"pairs/{self.pair_spec.name}/images", memory.get("view2"))
                 z_tilde = self.source.pair_latents[self.pair_spec.name][idx]
             else:
-                z_tilde = self.z_tilde(idx)
-                second_idx = self._neighbour_index().query(z_tilde, self.targets[idx], exclude=idx)
+                z_tilde, second_idx = self._nearest_pairs(self._neighbour_index()).pairs(self.epoch, idx)
                 second = self._read(second_idx, "images", memory.get("view2"))
             views = list(zip(first, self._images(second)))
         targets = self._targets(idx, second_idx, z_tilde, memory)
@@ -338,6 +352,7 @@ class H5Source:
             self.classes = f["classes"][...]
             self.image_shape = tuple(f["images"].shape[1:])
             self.seed = int(f.attrs["seed"])
+            self.config = store.read_config(f) if "config" in f.attrs else {}
             self.pair_latents = {name: f["pairs"][name]["latents"][...] for name in store.pair_names(f)}
             self.rendered_pairs = [name for name in store.pair_names(f) if "images" in f["pairs"][name]]
             self._memory = {"images": f["images"][...]} if in_memory else None
@@ -501,6 +516,7 @@ class PNGSource:
         self.classes = split.classes
         self.image_shape = (*split.image_size(), 3)
         self.seed = 0
+        self.config: dict[str, Any] = {}
         self.pair_latents: dict[str, np.ndarray] = {}
         self.rendered_pairs: list[str] = []
         self.description = f"original {split.layout} layout {split.folder}"

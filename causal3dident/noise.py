@@ -7,6 +7,7 @@ cover it, so shard i of k is exactly rows [start, stop) of the unsharded draw.
 
 from __future__ import annotations
 
+import functools
 import os
 import zlib
 from collections.abc import Callable
@@ -23,11 +24,11 @@ def stream_id(name: str) -> int:
     return zlib.crc32(name.encode("utf-8"))
 
 
-def uniforms(seed: int, stream: str, start: int, stop: int, width: int) -> np.ndarray:
+def uniforms(seed: int, stream: str, start: int, stop: int, width: int, *, key: tuple[int, ...] = ()) -> np.ndarray:
     """Uniforms in [0, 1) of shape [width, stop - start] for indices [start, stop).
 
     Column-major on purpose: each row feeds one latent, and contiguous rows keep the
-    inverse-CDF transforms fast.
+    inverse-CDF transforms fast. ``key``: further non-negative integers naming the stream (an epoch, say).
     """
     if not 0 <= start <= stop:
         raise ValueError(f"invalid index range [{start}, {stop})")
@@ -37,11 +38,48 @@ def uniforms(seed: int, stream: str, start: int, stop: int, width: int) -> np.nd
     first, last = start // BLOCK, (stop - 1) // BLOCK
     out = np.empty((width, stop - start), dtype=np.float64)
     for b in range(first, last + 1):
-        block = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(sid, b)))).random(
-            (width, BLOCK))
+        block = _block(seed, sid, key, b, width)
         lo, hi = max(start, b * BLOCK), min(stop, (b + 1) * BLOCK)
         out[:, lo - start: hi - start] = block[:, lo - b * BLOCK: hi - b * BLOCK]
     return out
+
+
+def uniforms_at(seed: int, stream: str, indices: np.ndarray, width: int, *, key: tuple[int, ...] = ()) -> np.ndarray:
+    """``uniforms`` at any indices (any order, repeats allowed): [width, len(indices)], column k equal to
+    index ``indices[k]``'s column of any range draw. The last few blocks drawn are kept (``_recent_block``), so
+    random batches from a pool of up to ``RECENT_BLOCKS * BLOCK`` indices draw each block once."""
+    indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if (indices < 0).any():
+        raise ValueError("noise indices must be non-negative")
+    out = np.empty((width, len(indices)), dtype=np.float64)
+    sid = stream_id(stream)
+    blocks = indices // BLOCK
+    for b in np.unique(blocks).tolist():
+        rows = np.flatnonzero(blocks == b)
+        out[:, rows] = _recent_block(seed, sid, tuple(int(k) for k in key), b, width)[:, indices[rows] - b * BLOCK]
+    return out
+
+
+RECENT_BLOCKS = 4
+
+
+@functools.lru_cache(maxsize=RECENT_BLOCKS)
+def _recent_block(seed: int, sid: int, key: tuple[int, ...], block: int, width: int) -> np.ndarray:
+    """``_block``, read-only and remembered (a few MB each: z~ draws are 3-9 wide)."""
+    out = _block(seed, sid, key, block, width)
+    out.flags.writeable = False
+    return out
+
+
+def _block(seed: int, sid: int, key: tuple[int, ...], block: int, width: int) -> np.ndarray:
+    """The uniforms [width, BLOCK] of one block of a stream."""
+    sequence = np.random.SeedSequence(seed, spawn_key=(sid, *(int(k) for k in key), int(block)))
+    return np.random.Generator(np.random.PCG64(sequence)).random((width, BLOCK))
+
+
+def derived_seed(*parts: int) -> int:
+    """A well-mixed 63-bit seed from integers (run seed, purpose, step, ...)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
 def map_blocks(fn: Callable[[int, int], None], start: int, stop: int, workers: int | None = None) -> None:

@@ -9,14 +9,15 @@ A ``pairs=`` string names one setting:
 - ``"exact:<lt>"``, or a bare LT name (``"hues"``, ``"positions+hues"``, ...): the second view is the
   rendered z~ stored in the file at ``/pairs/<lt>/images``;
 - ``"nearest:<lt>"``: the paper's method: draw z~ from the LT and take the nearest image of the same
-  class in latent space (never the anchor). z~ is a function of (seed, epoch, index) only.
+  class in latent space (never the anchor). z~ is a function of (seed, epoch, index) only; ``NearestPairs``
+  makes them, for the dataset and the benchmark alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,8 +27,14 @@ from .distributions import truncnorm_ppf
 from .errors import ConfigError
 from .transformations import LatentTransformation
 
+if TYPE_CHECKING:
+    from .neighbours import NeighbourIndex
+
 MODES = ("da", "exact", "nearest")
 Z_TILDE_STREAM = "pairs/nearest"
+NEAREST_VERSION = 2
+"""The nearest-pair scheme (z~ noise, search). 1: the dataset drew z~ from one SeedSequence per index, the
+benchmark from ``lt.apply(seed=seed * 1_000_003 + epoch)``; 2: one counter-based scheme for both."""
 
 
 @dataclass(frozen=True)
@@ -151,18 +158,80 @@ def sample_z_tilde(lt: LatentTransformation, latents: np.ndarray, indices: np.nd
                    epoch: int) -> np.ndarray:
     """z~ of anchors ``indices`` with ``latents`` [B, 10]: each chosen z_j ~ TruncNormal(z_j, sigma, [-1, 1]).
 
-    The uniforms come from ``SeedSequence(seed, spawn_key=(stream, name, epoch, index))``, so z~
-    depends on (seed, LT, epoch, index) only, whichever worker or batch draws it.
+    The uniforms are counter-based (``noise.uniforms_at``, stream ``pairs/nearest/<lt>/<sigma>``, key
+    ``(epoch,)``), so z~ depends on (seed, LT, epoch, index) only, whichever worker or batch draws it,
+    and a whole pool's z~ costs one vectorised draw.
     """
     if lt.mode != "independent":
         raise ConfigError(f"nearest pairs use the paper's independent LT; {lt.name!r} is {lt.mode}")
+    if int(epoch) < 0:
+        raise ConfigError(f"epoch must be >= 0, got {epoch}")
     latents = np.asarray(latents, dtype=np.float32)
-    stream = noise.stream_id(f"{Z_TILDE_STREAM}/{lt.name}/{lt.sigma!r}")
-    u = np.stack([np.random.Generator(np.random.PCG64(np.random.SeedSequence(
-        seed, spawn_key=(stream, int(epoch), int(i))))).random(len(lt.columns)) for i in indices]) \
-        if len(indices) else np.empty((0, len(lt.columns)))
+    u = noise.uniforms_at(seed, f"{Z_TILDE_STREAM}/{lt.name}/{lt.sigma!r}", indices, len(lt.columns),
+                          key=(int(epoch),))
     out = latents.copy()
     for j, col in enumerate(lt.columns):
-        out[:, col] = truncnorm_ppf(u[:, j], latents[:, col].astype(np.float64), lt.sigma, -1.0, 1.0)
+        out[:, col] = truncnorm_ppf(u[j], latents[:, col].astype(np.float64), lt.sigma, -1.0, 1.0)
     return out
 
+
+class NearestPairs:
+    """The paper's nearest LT pairs over one pool of anchors: per epoch, z~ of every anchor and its nearest
+    same-class pool sample (L2 on raw latents, never itself).
+
+    The one implementation behind ``Causal3DIdent(pairs='nearest:<lt>')`` and the benchmark's
+    ``lt_pairs: nearest``: anchor i's z~ and partner depend on (seed, LT, epoch, i) and the pool only, so
+    both give the same pairs for the same seed and epoch. ``index``: a prebuilt ``NeighbourIndex`` of the pool.
+    """
+
+    def __init__(self, lt: LatentTransformation, latents: np.ndarray, classes: np.ndarray, seed: int,
+                 index: NeighbourIndex | None = None) -> None:
+        if lt.mode != "independent":
+            raise ConfigError(f"nearest pairs use the paper's independent LT; {lt.name!r} is {lt.mode}")
+        self.lt, self.seed = lt, int(seed)
+        self.latents = np.asarray(latents, dtype=np.float32)
+        self.classes = np.asarray(classes, dtype=np.int64)
+        self._index = index
+        self._cache: tuple[int, np.ndarray] | None = None
+
+    @property
+    def index(self) -> NeighbourIndex:
+        """The pool's exact per-class neighbour index, built on first use."""
+        if self._index is None:
+            from .neighbours import NeighbourIndex
+
+            self._index = NeighbourIndex.build(self.latents, self.classes)
+        return self._index
+
+    def z_tilde(self, epoch: int, indices: np.ndarray | None = None) -> np.ndarray:
+        """z~ [B, 10] of the anchors ``indices`` (default: all) in ``epoch``."""
+        idx = np.arange(len(self.classes)) if indices is None else np.asarray(indices, dtype=np.int64)
+        return sample_z_tilde(self.lt, self.latents[idx], idx, seed=self.seed, epoch=epoch)
+
+    def pairs(self, epoch: int, indices: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(z~ [B, 10], partner pool index [B]) of the anchors ``indices`` (default: all) in ``epoch``."""
+        idx = np.arange(len(self.classes)) if indices is None else np.asarray(indices, dtype=np.int64)
+        z = self.z_tilde(epoch, idx)
+        return z, self.index.query(z, self.classes[idx], exclude=idx)
+
+    def partners(self, epoch: int) -> np.ndarray:
+        """Partner index of every anchor in ``epoch`` (one vectorised draw and search; the last epoch is kept)."""
+        if self._cache is None or self._cache[0] != epoch:
+            self._cache = (epoch, self.pairs(epoch)[1])
+        return self._cache[1]
+
+    def describe(self) -> dict[str, Any]:
+        """What made the pairs, for run records: the scheme's version, the LT, seed, pool size, search backend."""
+        return {"implementation": "causal3dident.pairs.NearestPairs", "version": NEAREST_VERSION,
+                "lt": self.lt.to_dict(), "seed": self.seed, "pool": len(self.classes), "backend": self.index.backend}
+
+
+def recorded_transformation(config: Mapping[str, Any], name: str) -> LatentTransformation:
+    """The independent LT ``name`` as a dataset's config records it (its sigma), else the paper's."""
+    from .generate import transformations_from_config
+
+    lt = LatentTransformation.parse(name)
+    for recorded in transformations_from_config(config):
+        if recorded.name == lt.name and recorded.mode == "independent":
+            return recorded
+    return lt

@@ -45,7 +45,7 @@ def test_paper_tier_keeps_anchors_and_views_on_an_h200_but_not_on_small_gpus():
     assert D.plan_placement([PAPER_IMAGES, PAPER_IMAGES], 80 * 2 ** 30, reserve) == [True, False]
     assert D.plan_placement([PAPER_IMAGES, PAPER_IMAGES], 24 * 2 ** 30, reserve) == [False, False]
     gpu = load_tier("gpu")
-    anchors = gpu.data["train"] * 3 * gpu.resolution ** 2
+    anchors = gpu.data.train * 3 * gpu.resolution ** 2
     gpu_reserve = D.training_reserve_bytes(build_encoder(gpu.model, gpu.resolution), gpu.resolution,
                                            gpu.train.batch_size)
     assert D.plan_placement([anchors, anchors], 24 * 2 ** 30, gpu_reserve) == [True, True]

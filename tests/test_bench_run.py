@@ -111,7 +111,7 @@ def test_nearest_pairs_are_same_class_and_never_the_anchor(synthetic_h5, tmp_pat
     setting = load_settings([extra])["lt_rotations_nearest"]
     data = load_data(synthetic_h5, setting, load_tier("smoke"), seed=0)
     assert data.pair_images is None and data.nearest is not None
-    p0, p1 = data.nearest.for_epoch(0), data.nearest.for_epoch(1)
+    p0, p1 = data.nearest.partners(0), data.nearest.partners(1)
     anchors = np.arange(len(p0))
     assert (p0 != anchors).all() and (data.train.classes[p0] == data.train.classes).all()
     assert (p0 != p1).any()  # z~ is redrawn every epoch

@@ -75,7 +75,7 @@ def test_tier_values_are_refused_by_type_and_range(item, message):
 
 
 @pytest.mark.parametrize("item, message", [
-    ("model.encoder=vit", "model.encoder must be one of resnet18, convnet, got 'vit'"),
+    ("model.encoder=vit", "model.encoder must be one of resnet18, resnet10, convnet, got 'vit'"),
     ("model.pool=max", "model.pool must be one of avg, flatten, got 'max'"),
     ("train.schedule=step", "train.schedule must be one of constant, cosine, got 'step'"),
     ("train.precision=fp16", "train.precision must be one of auto, fp32, bf16, got 'fp16'"),
