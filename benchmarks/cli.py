@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 # Spinning OpenMP threads collapse torch's CPU throughput (up to 10x measured) when other processes
 # share the cores; passive waiting costs a few percent on an idle machine. Must precede importing torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import click
+
+from causal3dident.cli import on_interrupt
+from causal3dident.cli_options import SEED, SEEDS
+
+if TYPE_CHECKING:
+    from .progress import TrainProgress
+    from .tiers import Tier
 
 SETTINGS_OPTION = click.option("--settings", "settings_files", multiple=True, type=click.Path(path_type=Path),
                                help="Extra settings YAML file (same form as benchmarks/settings.yaml). Repeatable.")
@@ -32,7 +39,7 @@ def bench() -> None:
 @bench.command()
 @click.option("--setting", required=True, help="Setting id (see 'c3di bench settings').")
 @click.option("--tier", default="mini", help="smoke, mini or paper (see 'c3di bench tiers').")
-@click.option("--seed", type=int, default=0, help="Run seed (initialisation, batches, augmentations, probe split).")
+@click.option("--seed", type=SEED, default=0, help="Run seed (initialisation, batches, augmentations, probe split).")
 @click.option("--method", default=None,
               help="simclr (default), barlowtwins, or module:function / file.py:function returning a Method. "
                    "With --encoder: the name its rows get.")
@@ -57,8 +64,11 @@ def run(setting: str, tier: str, seed: int, method: str | None, encoder: str | N
 
     the_setting = get_setting(setting, load_settings(settings_files))
     the_tier = load_tier(tier, overrides, method=None if encoder else method or "simclr")
+    progress = _progress(the_tier)
+    on_interrupt(progress.interrupted if encoder is None else "nothing to resume: rerun the same command to "
+                                                               "evaluate the encoder again")
     path = run_benchmark(the_setting, the_tier, seed, data, out, method=method, encoder=encoder, device=device,
-                         on_step=_progress(the_tier.train.log_every), echo=click.echo, eval_every=eval_every)
+                         on_step=progress, echo=click.echo, eval_every=eval_every)
     click.echo(f"wrote {path / 'results.csv'}")
     _print_summary(path)
 
@@ -92,7 +102,7 @@ def data(tier: str, folder: Path, render_workers: int | None, assets: Path | Non
 @click.option("--method", default="simclr", show_default=True, help="Method, as for run.")
 @click.option("--setting", "setting_ids", multiple=True,
               help="Settings to run (repeatable); default: the 12 of Table 1; 'all' for every known setting.")
-@click.option("--seeds", default=None, help="Comma-separated seeds; default: the tier's.")
+@click.option("--seeds", type=SEEDS, default=None, help="Comma-separated seeds; default: the tier's.")
 @SETTINGS_OPTION
 @SET_OPTION
 @DEVICE_OPTION
@@ -102,7 +112,7 @@ def data(tier: str, folder: Path, render_workers: int | None, assets: Path | Non
 @click.option("--address", default=None, envvar="RAY_ADDRESS", show_envvar=True,
               help="With --backend ray: the cluster's address (HOST:PORT); default: a local Ray instance.")
 def sweep(tier: str, data: Path, render: bool, render_workers: int | None, assets: Path | None, out: Path,
-          method: str, setting_ids: tuple[str, ...], seeds: str | None, settings_files: tuple[Path, ...],
+          method: str, setting_ids: tuple[str, ...], seeds: list[int] | None, settings_files: tuple[Path, ...],
           overrides: tuple[str, ...], device: str, backend: str, address: str | None) -> None:
     """Run every setting x seed of a tier, skipping finished runs and resuming interrupted ones."""
     from .methods import resolve_method
@@ -113,7 +123,7 @@ def sweep(tier: str, data: Path, render: bool, render_workers: int | None, asset
     settings = load_settings(settings_files)
     ids = list(settings) if "all" in setting_ids else list(setting_ids) or table1_ids(settings)
     the_tier = load_tier(tier, overrides, method=method)
-    seed_list = [int(s) for s in seeds.split(",")] if seeds else list(the_tier.seeds)
+    seed_list = seeds or list(the_tier.seeds)
     name = resolve_method(method, the_tier).name
     if render:
         from .tier_data import ensure_tier_data
@@ -128,19 +138,25 @@ def sweep(tier: str, data: Path, render: bool, render_workers: int | None, asset
         ray_sweep(jobs, the_tier, data, out, method=method, name=name, device=device, address=address,
                   echo=click.echo)
         return
+    from .progress import SweepProgress
+
+    sweep_progress = SweepProgress(len(jobs))
+    on_interrupt(sweep_progress.interrupted)
     for k, (setting, seed) in enumerate(jobs, 1):
         if is_finished(run_dir(out, the_tier.name, name, setting.id, seed)):
-            click.echo(f"[{k}/{len(jobs)}] {setting.id} seed {seed}: finished, skipped")
+            sweep_progress.skip(k, f"{setting.id} seed {seed}")
             continue
-        click.echo(f"[{k}/{len(jobs)}] {setting.id} seed {seed}")
-        run_benchmark(setting, the_tier, seed, data, out, method=method, device=device,
-                      on_step=_progress(the_tier.train.log_every), echo=click.echo)
+        progress = _progress(the_tier, prefix=f"[{k}/{len(jobs)}] ")
+        sweep_progress.start(k, f"{setting.id} seed {seed}", progress)
+        run_benchmark(setting, the_tier, seed, data, out, method=method, device=device, on_step=progress,
+                      echo=click.echo)
+        sweep_progress.done()
 
 
 @bench.command()
 @click.argument("dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", default="benchmarks/LEADERBOARD.md", show_default=True, type=click.Path(path_type=Path),
-              help="Markdown file; heatmaps are written beside it.")
+@click.option("--out", default=None, type=click.Path(path_type=Path),
+              help="Markdown file; heatmaps are written beside it.  [default: DIRS[0]/LEADERBOARD.md]")
 @click.option("--layer", type=click.Choice(["final", "hidden"]), default="final", show_default=True)
 @click.option("--probe", type=click.Choice(["kernel_ridge", "linear"]), default="kernel_ridge", show_default=True,
               help="Regression probe for the latents (class accuracy is always logistic regression).")
@@ -148,11 +164,14 @@ def sweep(tier: str, data: Path, render: bool, render_workers: int | None, asset
               help="Also tabulate this metric per setting: mlp, mcc_pearson, mcc_spearman, mcc_content_pearson, "
                    "mcc_content_spearman, dci_disentanglement, dci_completeness, dci_informativeness, logistic. "
                    "Repeatable.")
-def leaderboard(dirs: tuple[Path, ...], out: Path, layer: str, probe: str, metrics: tuple[str, ...]) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace --out and its heatmaps if they exist.")
+def leaderboard(dirs: tuple[Path, ...], out: Path | None, layer: str, probe: str, metrics: tuple[str, ...],
+                overwrite: bool) -> None:
     """Tabulate all results under DIRS beside the paper's Table 1, with Spearman's rho and a heatmap."""
     from .leaderboard import write_leaderboard
 
-    path, pictures = write_leaderboard(dirs, out, layer, probe, metrics)
+    path, pictures = write_leaderboard(dirs, out or dirs[0] / "LEADERBOARD.md", layer, probe, metrics,
+                                       overwrite=overwrite)
     click.echo(f"wrote {path}" + "".join(f", {p}" for p in pictures))
 
 
@@ -183,14 +202,11 @@ def tiers_command() -> None:
                    f"{t.train.steps} steps, lr {t.train.lr}, {params}, seeds {list(t.seeds)}; {t.description}")
 
 
-def _progress(every: int) -> Callable[[int, float], None]:
-    """A step callback printing the loss every ``every`` steps."""
+def _progress(tier: Tier, prefix: str = "") -> TrainProgress:
+    """A step callback printing the loss, steps/s and time left every ``train.log_every`` steps."""
+    from .progress import TrainProgress
 
-    def report(step: int, loss: float) -> None:
-        if step % every == 0:
-            click.echo(f"  step {step}: loss {loss:.4f}")
-
-    return report
+    return TrainProgress(tier.train.steps, tier.train.log_every, tier.train.checkpoint_every, prefix=prefix)
 
 
 def _print_summary(path: Path) -> None:

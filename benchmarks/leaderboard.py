@@ -21,7 +21,9 @@ import numpy as np
 
 from causal3dident.errors import ConfigError
 from causal3dident.latents import LATENT_NAMES
+from causal3dident.outputs import check_output_files, make_parent
 
+from .runner import COLUMNS as RESULT_COLUMNS
 from .runner import RESULTS
 
 COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -67,9 +69,47 @@ def read_rows(dirs: Iterable[str | os.PathLike[str]]) -> list[dict[str, str]]:
         if not d.is_dir():
             raise ConfigError(f"{d} is not a folder; pass the --out folder(s) of 'c3di bench run' or 'sweep'")
         for path in sorted(d.rglob(RESULTS)):
-            with path.open(newline="") as fh:
-                rows.extend(csv.DictReader(fh))
+            rows.extend(read_results(path))
     return rows
+
+
+def read_results(path: Path) -> list[dict[str, str]]:
+    """The rows of one ``results.csv``, checked line by line: the harness's columns, an integer seed and a
+    number per row; anything else is a ``ConfigError`` naming the file and line."""
+    expected = ",".join(RESULT_COLUMNS)
+    line = 1
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header != list(RESULT_COLUMNS):
+                found = f"the header is {','.join(header)!r}" if header else "the file is empty"
+                raise _bad_results(path, 1, f"{found}, expected {expected!r}")
+            rows = []
+            for fields in reader:
+                line = reader.line_num
+                if not fields:
+                    continue
+                if len(fields) != len(RESULT_COLUMNS):
+                    raise _bad_results(path, line, f"{len(fields)} comma-separated fields, expected "
+                                                   f"{len(RESULT_COLUMNS)} ({expected})")
+                row = dict(zip(RESULT_COLUMNS, fields))
+                for key, kind in (("seed", int), ("value", float)):
+                    try:
+                        kind(row[key])
+                    except ValueError:
+                        raise _bad_results(path, line, f"{key} {row[key]!r} is not a number") from None
+                rows.append(row)
+    except UnicodeDecodeError:
+        raise _bad_results(path, line, "not UTF-8 text") from None
+    except csv.Error as exc:
+        raise _bad_results(path, line, str(exc)) from None
+    return rows
+
+
+def _bad_results(path: Path, line: int, problem: str) -> ConfigError:
+    return ConfigError(f"{path}, line {line}: {problem}; it is not a results file as 'c3di bench run' writes them: "
+                       f"delete it and rerun that run (or its sweep) to write it again, or move it out of the folder")
 
 
 def paper_table() -> dict[str, dict[str, float]]:
@@ -248,17 +288,22 @@ def heatmap(per_setting: PerSetting, path: Path, title: str) -> None:
 
 
 def write_leaderboard(dirs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], layer: str = "final",
-                      probe: str = "kernel_ridge", metrics: Sequence[str] = ()) -> tuple[Path, list[Path]]:
-    """Write the Markdown leaderboard (with tables of ``metrics``) and one heatmap PNG per (method, tier) beside it."""
+                      probe: str = "kernel_ridge", metrics: Sequence[str] = (),
+                      overwrite: bool = False) -> tuple[Path, list[Path]]:
+    """Write the Markdown leaderboard (with tables of ``metrics``) and one heatmap PNG per (method, tier) beside it;
+    existing files are refused unless ``overwrite``."""
     check_metrics(metrics)
     rows = read_rows(dirs)
     if not rows:
         raise ConfigError(f"no {RESULTS} under {', '.join(map(str, dirs))}; run 'c3di bench run' or 'sweep' first")
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    groups = sorted(factor_values(rows, layer, probe).items())
+    names = [out.name, *(f"{out.stem}_{method}_{tier}.png" for (method, tier), _ in groups)]
+    check_output_files(out.parent, names, overwrite, for_path=out)
+    make_parent(out)
     images: dict[tuple[str, str], str] = {}
     pictures = []
-    for (method, tier), per_setting in sorted(factor_values(rows, layer, probe).items()):
+    for (method, tier), per_setting in groups:
         png = out.with_name(f"{out.stem}_{method}_{tier}.png")
         heatmap(per_setting, png, f"{method}, {tier} ({layer}, {probe})")
         images[(method, tier)] = png.name

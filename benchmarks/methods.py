@@ -147,6 +147,8 @@ def resolve_method(spec: str, tier: Tier) -> Method:
 def load_object(spec: str, option: str) -> Any:
     """The attribute ``function`` of ``module:function`` or ``path/to/file.py:function``."""
     module_name, _, attr = spec.rpartition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"{option} {spec}: give module:function or path/to/file.py:function")
     try:
         if module_name.endswith(".py"):
             path = Path(module_name)
@@ -163,6 +165,9 @@ def load_object(spec: str, option: str) -> Any:
     except ImportError as exc:
         raise ConfigError(f"{option} {spec}: cannot import {module_name!r} ({exc}); make it importable "
                           f"(pip install it or add it to PYTHONPATH) or pass path/to/file.py:function") from None
+    except SyntaxError as exc:
+        raise ConfigError(f"{option} {spec}: {exc.filename}, line {exc.lineno}: {exc.msg}; fix the syntax of that "
+                          f"file") from None
     try:
         return getattr(module, attr)
     except AttributeError:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from causal3dident.errors import ConfigError
+from causal3dident.outputs import check_writable_folder, writing
 from causal3dident.store import package_version, utc_now
 
 from .data import load_data
@@ -29,7 +30,7 @@ from .evaluate import embed, evaluate
 from .methods import load_object, method_params, resolve_method
 from .settings import Setting
 from .tiers import Tier, tier_from_dict, upgrade_recorded
-from .train import CHECKPOINT, StepCallback, Trainer, autocast_dtype
+from .train import StepCallback, Trainer, autocast_dtype, read_checkpoint
 
 RESULTS = "results.csv"
 RECORD = "run.json"
@@ -66,14 +67,18 @@ def run_benchmark(setting: Setting, tier: Tier, seed: int, data: str | os.PathLi
     """
     dev = pick_device(device)
     torch.manual_seed(seed)
+    if encoder is not None:
+        check_encoder(encoder)  # before the data is read: a wrong --encoder fails at once
     method_obj = resolve_method(method or "simclr", tier) if encoder is None else None
     name = method_obj.name if method_obj is not None else (method or _encoder_name(encoder or ""))
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ConfigError(f"method name {name!r} must be letters, digits, '_', '.' or '-' (it names the rows and a "
                           f"folder); with --encoder, pass --method NAME")
+    check_writable_folder(out)  # before the data is read and the model trained
     data_ = load_data(data, setting, tier, seed, train=encoder is None)
     path = run_dir(out, tier.name, name, setting.id, seed)
-    path.mkdir(parents=True, exist_ok=True)
+    with writing(path):
+        path.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {
         "method": name, "method_spec": method or "simclr", "encoder": encoder, "setting": setting.to_dict(),
         "method_params": method_params(method or "simclr", tier) if method_obj is not None else None,
@@ -86,6 +91,7 @@ def run_benchmark(setting: Setting, tier: Tier, seed: int, data: str | os.PathLi
     if method_obj is not None:
         model = method_obj.build_encoder(tier)
         trainer = Trainer(method_obj, model, setting, tier, data_, seed, dev, _fingerprint(record))
+        trainer.resume(path)  # a damaged checkpoint is refused before anything is written
         _write_record(path, record)
         echo(f"{path}: training {name} on {setting.id} ({tier.train.steps} steps, {len(data_.train)} anchors)")
         if eval_every > 0:
@@ -146,27 +152,64 @@ def _fingerprint(record: dict[str, Any]) -> str:
 
 def _write_record(path: Path, record: dict[str, Any]) -> None:
     tmp = path / f".{RECORD}.tmp"
-    tmp.write_text(json.dumps(record, indent=2, default=str))
-    os.replace(tmp, path / RECORD)
+    with writing(path / RECORD):
+        tmp.write_text(json.dumps(record, indent=2, default=str))
+        os.replace(tmp, path / RECORD)
 
 
 def write_results(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     """The rows as CSV, written atomically (its presence marks the run finished)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as fh:
+    with writing(path), tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
+    with writing(path):
+        os.replace(tmp, path)
 
 
 # -- already-trained encoders ----------------------------------------------------------------------
 def _encoder_name(encoder: str) -> str:
     """Default method column for a plugged-in encoder: the checkpoint's method, or the function's name."""
-    record = Path(encoder).parent / RECORD
-    if encoder.endswith(".pt") and record.is_file():
-        return str(json.loads(record.read_text())["method"])
+    if encoder.endswith(".pt"):
+        return str(_encoder_record(encoder)["method"])
     return encoder.rpartition(":")[2]
+
+
+ENCODER_FORMS = "module:function, path/to/file.py:function, or the checkpoint.pt of an earlier 'c3di bench run'"
+
+
+def check_encoder(spec: str) -> None:
+    """Fail in one line, before any work, if ``--encoder spec`` names no readable checkpoint or no function."""
+    if spec.endswith(".pt"):
+        _encoder_record(spec)
+        read_checkpoint(Path(spec), "cpu", fix=_RETRAIN.format(folder=Path(spec).parent))
+    elif ":" in spec:
+        if not callable(load_object(spec, "--encoder")):
+            raise ConfigError(f"--encoder {spec}: that is not a function; give {ENCODER_FORMS}")
+    else:
+        raise ConfigError(f"--encoder {spec}: not a checkpoint (.pt) or module:function; give {ENCODER_FORMS}")
+
+
+_RETRAIN = "delete its run folder {folder} and rerun 'c3di bench run' for that run to train it again"
+
+
+def _encoder_record(spec: str) -> dict[str, Any]:
+    """The ``run.json`` beside a ``--encoder`` checkpoint."""
+    ckpt = Path(spec)
+    record_path = ckpt.parent / RECORD
+    if not ckpt.is_file() or not record_path.is_file():
+        raise ConfigError(f"--encoder {spec}: no such {'file' if not ckpt.is_file() else RECORD + ' beside it'}; "
+                          f"give {ENCODER_FORMS} (its {RECORD} must be beside it)")
+    try:
+        record = json.loads(record_path.read_text())
+        problem = None if {"tier", "method_spec", "method"} <= set(record) else "it lacks tier, method or method_spec"
+    except (ValueError, TypeError) as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+    if problem:
+        raise ConfigError(f"--encoder {spec}: {record_path} is damaged ({problem}); "
+                          + _RETRAIN.format(folder=ckpt.parent))
+    return record
 
 
 def load_encoder(spec: str, tier: Tier, device: torch.device) -> nn.Module:
@@ -174,16 +217,13 @@ def load_encoder(spec: str, tier: Tier, device: torch.device) -> nn.Module:
     written by this harness (rebuilt from the ``run.json`` beside it, weights loaded with weights_only)."""
     if spec.endswith(".pt"):
         ckpt = Path(spec)
-        record_path = ckpt.parent / RECORD
-        if not ckpt.is_file() or not record_path.is_file():
-            raise ConfigError(f"--encoder {spec}: need a {CHECKPOINT} with its {RECORD} beside it (a run folder of "
-                              f"this harness); for other encoders pass module:function")
-        record = json.loads(record_path.read_text())
+        record = _encoder_record(spec)
         run_tier = tier_from_dict(record["tier"]["name"], upgrade_recorded(record["tier"]))
         model = resolve_method(record["method_spec"], run_tier).build_encoder(run_tier)
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        state = read_checkpoint(ckpt, "cpu", fix=_RETRAIN.format(folder=ckpt.parent))
         model.load_state_dict(state["model"])
         return model.to(device, memory_format=torch.channels_last)
+    check_encoder(spec)
     model = load_object(spec, "--encoder")(tier)
     if not isinstance(model, nn.Module):
         raise ConfigError(f"--encoder {spec}: the function must return a torch.nn.Module, got {type(model).__name__}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import pickle
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,7 @@ from torch import nn
 
 from causal3dident.errors import ConfigError
 from causal3dident.noise import derived_seed
+from causal3dident.outputs import write_failed, writing
 from causal3dident.sampler import epoch_order
 
 from .augment import PairAugmenter, normalize, to_float
@@ -41,6 +43,7 @@ from .settings import Setting
 from .tiers import Tier
 
 CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_KEYS = ("fingerprint", "step", "model", "optimizer", "scheduler", "rng")
 TRAIN_LOG = "train_log.csv"
 StepCallback = Callable[[int, float], None]
 """Called after each step with (step, loss). On CUDA the loss is read only at log steps and the last step (reading it
@@ -123,6 +126,7 @@ class Trainer:
         self.per_epoch = len(data.train) // tier.train.batch_size  # drop_last
         self._epoch_order: tuple[int, torch.Tensor] | None = None
         self.step = 0
+        self._resumed = False
 
     def _resident(self, arrays: list[torch.Tensor], model: nn.Module) -> list[bool]:
         """Which image arrays live on the device: all on the CPU; on a GPU, those that fit beside training."""
@@ -176,11 +180,10 @@ class Trainer:
     # -- loop --------------------------------------------------------------------------------------
     def train(self, run_dir: Path, on_step: StepCallback | None = None) -> dict[str, Any]:
         """Train to ``train.steps`` from the last checkpoint in ``run_dir`` (if any); return a summary."""
-        run_dir.mkdir(parents=True, exist_ok=True)
+        with writing(run_dir):
+            run_dir.mkdir(parents=True, exist_ok=True)
         ckpt = run_dir / CHECKPOINT
-        if ckpt.is_file():
-            self.load(ckpt)
-        resumed_at = self.step
+        resumed_at = self.resume(run_dir)
         t0 = time.perf_counter()
         window: list[float] = []
         window_sum: torch.Tensor | None = None  # asynchronous: the window's losses, summed on the device
@@ -224,7 +227,8 @@ class Trainer:
                 if log_now:
                     elapsed = time.perf_counter() - t0
                     rate = (self.step - resumed_at) * self.tier.train.batch_size / max(elapsed, 1e-9)
-                    _append_log(run_dir / TRAIN_LOG, self.step, float(np.mean(window)), rate, elapsed)
+                    with writing(run_dir / TRAIN_LOG):
+                        _append_log(run_dir / TRAIN_LOG, self.step, float(np.mean(window)), rate, elapsed)
                     window = []
                 if self.step % ckpt_every == 0 or self.step == steps:
                     self.save(ckpt)
@@ -269,12 +273,25 @@ class Trainer:
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
         }
         tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        try:
+            torch.save(state, tmp)
+            os.replace(tmp, path)
+        except (OSError, RuntimeError) as exc:  # torch reports a vanished folder as RuntimeError
+            tmp.unlink(missing_ok=True)
+            raise write_failed(path, exc) from None
+
+    def resume(self, run_dir: Path) -> int:
+        """Load ``run_dir``'s checkpoint, if any and not yet loaded; the step training continues from."""
+        ckpt = run_dir / CHECKPOINT
+        if not self._resumed and ckpt.is_file():
+            self.load(ckpt)
+        self._resumed = True
+        return self.step
 
     def load(self, path: Path) -> None:
         """Restore everything ``save`` wrote; refuse a checkpoint of another configuration."""
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        state = read_checkpoint(path, self.device, fix=f"delete it (or the run folder {path.parent}) and run the "
+                                                       f"same command again to train from step 0")
         if state.get("fingerprint") != self.fingerprint:
             raise ConfigError(f"{path} belongs to another configuration (setting, tier, method, seed or data "
                               f"differ); use another --out or delete that run folder")
@@ -285,6 +302,22 @@ class Trainer:
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
         self.step = int(state["step"])
+
+
+def read_checkpoint(path: Path, device: torch.device | str, fix: str) -> dict[str, Any]:
+    """A checkpoint written by ``Trainer.save`` (loaded with weights_only); a truncated or damaged file is a
+    one-line ``ConfigError`` naming it and saying ``fix``."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # torch says RuntimeError, OSError, EOFError or UnpicklingError for a damaged file
+        reason = ("not a PyTorch checkpoint" if isinstance(exc, pickle.UnpicklingError)
+                  else f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:100]}")
+        raise ConfigError(f"checkpoint {path} is truncated or damaged ({reason}); {fix}") from None
+    missing = [k for k in CHECKPOINT_KEYS if k not in state] if isinstance(state, dict) else list(CHECKPOINT_KEYS)
+    if missing:
+        raise ConfigError(f"checkpoint {path} lacks {', '.join(missing)}: it was not written by 'c3di bench run'; "
+                          f"{fix}")
+    return state
 
 
 def _channels_last(views: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,7 +20,8 @@ import yaml
 from .card_text import datasheet, readme
 from .croissant import TABLE_ENCODINGS, croissant
 from .dataset_facts import DatasetFacts, factor_table, facts_from_file, facts_from_preset
-from .errors import ConfigError, OutputExistsError
+from .errors import ConfigError
+from .outputs import check_output_files
 from .scm import SCM
 
 CARD_FILES = ("README.md", "datasheet.md", "factors.yaml", "croissant.json")
@@ -54,11 +55,8 @@ def facts_for(path: str | os.PathLike[str] | None, preset: str | None, split: st
 
 
 def check_free(out: Path, names: tuple[str, ...], overwrite: bool) -> None:
-    """Fail before any work if a file to be written exists and ``overwrite`` is not set."""
-    taken = [n for n in names if (out / n).exists()]
-    if taken and not overwrite:
-        raise OutputExistsError(f"{out} already holds {', '.join(taken)}; pass --overwrite to replace them "
-                                f"or choose another --out")
+    """Fail before any work if a file to be written exists and ``overwrite`` is not set, or ``out`` is unwritable."""
+    check_output_files(out, names, overwrite)
 
 
 def leaderboard_pictures(leaderboard: str | os.PathLike[str]) -> list[Path]:

@@ -1,6 +1,7 @@
 """The ``c3di`` command line: one group, commands loaded lazily so start-up imports little.
 
-Library errors a user can cause (``Causal3DIdentError``) become one line on stderr, exit code 2.
+Library errors a user can cause (``Causal3DIdentError``) become one line on stderr, exit code 2; Ctrl-C in a
+command that registered ``on_interrupt`` says in one line what rerunning it does (exit code 130).
 """
 
 from __future__ import annotations
@@ -8,11 +9,13 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
+from .cli_options import SEED
 from .errors import Causal3DIdentError
 
 # Commands that live in other modules: name -> "module:attribute". Loaded on use only, so that
@@ -38,6 +41,9 @@ class UserError(click.ClickException):
     exit_code = 2
 
 
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # 'c3di bench' alone: the help (click>=8.2)
+
+
 class C3DIGroup(click.Group):
     """Resolves lazy commands and turns library errors into ``UserError``."""
 
@@ -56,6 +62,27 @@ class C3DIGroup(click.Group):
             return super().invoke(ctx)
         except Causal3DIdentError as exc:
             raise UserError(str(exc)) from None
+        except click.UsageError as exc:  # click's own (bad type, missing option): one line too, not the usage block
+            if isinstance(exc, _NO_ARGS_IS_HELP):
+                raise
+            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            raise UserError(f"{exc.format_message().rstrip('.')}; see '{where} --help'") from None
+        except KeyboardInterrupt:
+            hint = ctx.meta.get(INTERRUPT_HINT)
+            if hint is None:
+                raise
+            click.echo(f"\ninterrupted: {hint() if callable(hint) else hint}", err=True)
+            ctx.exit(INTERRUPTED_EXIT)
+
+
+INTERRUPT_HINT = "c3di.interrupt_hint"
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, as shells report it
+
+
+def on_interrupt(hint: str | Callable[[], str]) -> None:
+    """Make Ctrl-C in the running command print one line, ``interrupted: HINT`` (what rerunning does), with
+    exit code 130, instead of click's bare 'Aborted!'; ``hint`` may be a function called at that moment."""
+    click.get_current_context().meta[INTERRUPT_HINT] = hint
 
 
 def _available_lazy() -> list[str]:
@@ -80,7 +107,7 @@ def main() -> None:
 @main.command()
 @click.option("--preset", default="causal3dident", help="Shipped preset name or path to a preset YAML file.")
 @click.option("--n", "n", type=int, required=True, help="Number of samples (all shards together).")
-@click.option("--seed", type=int, default=0, help="Seed; every random draw derives from it.")
+@click.option("--seed", type=SEED, default=0, help="Seed (0 to 2**32-1); every random draw derives from it.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output .h5 file.")
 @click.option("--pairs", default=None, help="Latent transformations to add, e.g. 'hues,positions,rotations_hues'.")
 @click.option("--lt-sigma", type=float, default=1.0, help="Sigma of the LT's truncated normal (paper: 1.0).")

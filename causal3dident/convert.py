@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,10 +23,12 @@ import h5py
 import numpy as np
 
 from .checksums import read_checked, seal, stored
+from .cli import on_interrupt
 from .codecs import CODECS, write_images
 from .errors import ConfigError, DatasetFileError, OutputExistsError
 from .latents import CLASS_NAMES, LATENT_NAMES
 from .original_layout import EXPECTED, OriginalSplit, detect_layout, find_split, write_pngs, write_split
+from .outputs import check_writable_folder
 from .staging import staged_folder
 from .store import atomic_h5, check_output, create_image_dataset, open_dataset, write_core
 
@@ -56,30 +59,34 @@ def split_folder(source: Path, split: str | None) -> Path:
 
 
 def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], *, split: str | None = None,
-            overwrite: bool = False, workers: int | None = None, compression: str = "gzip") -> Path:
+            overwrite: bool = False, workers: int | None = None, compression: str = "gzip",
+            progress: bool = False) -> Path:
     """Convert one original-layout split to an HDF5 dataset file (schema v1), images and stats included;
-    ``compression``: 'gzip' or 'lz4' (see causal3dident.codecs)."""
+    ``compression``: 'gzip' or 'lz4' (see causal3dident.codecs); ``progress``: a bar on stderr."""
     check_output(out, overwrite)
     data = OriginalSplit.open(split_folder(Path(source), split))
     height, width = data.image_size()
     n = len(data.latents)
     config = {"source": f"original {data.layout} layout", "split_folder": data.folder.name,
               "images": {"source": f"PNG files of the original {data.layout} release", "resolution": height}}
-    with atomic_h5(out, overwrite) as f, ThreadPoolExecutor(workers or default_workers()) as pool:
+    with atomic_h5(out, overwrite) as f, ThreadPoolExecutor(workers or default_workers()) as pool, \
+            _bar(n, f"converting {data.folder.name}", progress) as bar:
         write_core(f, latents=data.latents, classes=data.classes, indices=np.arange(n), config=config, seed=0)
         images = create_image_dataset(f, "images", n, height, width, compression)
         for lo in range(0, n, BLOCK):
             block = data.read(range(lo, min(n, lo + BLOCK)), pool)  # refuses an image of another size
             write_images(images, lo, block)
+            bar.update(len(block))
         f.attrs["num_rendered"] = n
         seal(f, source=str(data.folder))  # pixel checksums and image statistics, from the images as stored
     return Path(out)
 
 
 def export(path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, fmt: str = "original",
-           split: str | None = None, overwrite: bool = False, workers: int | None = None) -> Path:
+           split: str | None = None, overwrite: bool = False, workers: int | None = None,
+           progress: bool = False) -> Path:
     """Write an HDF5 file's split as the original layout or as PNGs + a CSV or Parquet table; returns the folder
-    written."""
+    written. ``progress``: a bar on stderr."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; choose {' or '.join(FORMATS)}")
     path, out_dir = Path(path), Path(out_dir)
@@ -91,26 +98,29 @@ def export(path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, fmt
         _check_target(target if fmt == "original" else out_dir / f"{split}.{fmt}", overwrite)
         if fmt != "original":
             _check_target(out_dir / "images" / split, overwrite)
+        check_writable_folder(out_dir, "DIR")
         if fmt == "parquet":
             _pyarrow()
         if fmt == "original" and not has_images:
             raise DatasetFileError(f"{path} has no images; the original layout needs them: render the file first, "
                                    f"or export only the table with --format csv or parquet")
-        blocks = _blocks(f["images"], stored(f, "images")) if has_images else iter(())
+        bar = _bar(len(latents) if has_images else 0, f"exporting {path.name}", progress and has_images)
+        blocks = _blocks(f["images"], stored(f, "images"), bar) if has_images else iter(())
         workers = workers or default_workers()
-        if fmt == "original":
-            with staged_folder(target) as staging:  # replaces an earlier export whole, never mixes with it
-                write_split(staging, latents, classes, blocks, workers)
-        else:
-            files = [f"images/{split}/{i:06d}.png" for i in index]
-            images_dir = out_dir / "images" / split
-            if has_images:
-                with staged_folder(images_dir) as staging:
-                    write_pngs((staging / Path(name).name for name in files), blocks, workers)
-            elif images_dir.is_dir():
-                shutil.rmtree(images_dir)  # an earlier export's images of this split: not this file's
-            write_table = _write_csv if fmt == "csv" else _write_parquet
-            write_table(out_dir / f"{split}.{fmt}", index, files, classes, latents)  # last: it names the images
+        with bar:
+            if fmt == "original":
+                with staged_folder(target) as staging:  # replaces an earlier export whole, never mixes with it
+                    write_split(staging, latents, classes, blocks, workers)
+            else:
+                files = [f"images/{split}/{i:06d}.png" for i in index]
+                images_dir = out_dir / "images" / split
+                if has_images:
+                    with staged_folder(images_dir) as staging:
+                        write_pngs((staging / Path(name).name for name in files), blocks, workers)
+                elif images_dir.is_dir():
+                    shutil.rmtree(images_dir)  # an earlier export's images of this split: not this file's
+                write_table = _write_csv if fmt == "csv" else _write_parquet
+                write_table(out_dir / f"{split}.{fmt}", index, files, classes, latents)  # last: it names the images
     return target
 
 
@@ -119,10 +129,21 @@ def _check_target(target: Path, overwrite: bool) -> None:
         raise OutputExistsError(f"{target} already exists; pass --overwrite to replace it or choose another DIR")
 
 
-def _blocks(images: h5py.Dataset, recorded: np.ndarray | None) -> Iterator[np.ndarray]:
-    """The images in blocks, each image checked against its checksum (a damaged one stops the export)."""
+def _blocks(images: h5py.Dataset, recorded: np.ndarray | None, bar: Any = None) -> Iterator[np.ndarray]:
+    """The images in blocks, each image checked against its checksum (a damaged one stops the export);
+    ``bar`` counts a block once the next one is asked for (written)."""
     for lo in range(0, images.shape[0], BLOCK):
-        yield read_checked(images, lo, min(images.shape[0], lo + BLOCK), recorded)
+        block = read_checked(images, lo, min(images.shape[0], lo + BLOCK), recorded)
+        yield block
+        if bar is not None:
+            bar.update(len(block))
+
+
+def _bar(total: int, desc: str, show: bool) -> Any:
+    """A tqdm bar of images on stderr (a silent one when not ``show``)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", desc=desc, disable=not show, file=sys.stderr)
 
 
 def _write_csv(path: Path, index: np.ndarray, files: list[str], classes: np.ndarray, latents: np.ndarray) -> None:
@@ -165,6 +186,16 @@ COMPRESSION_OPTION = click.option(
     help="Images: gzip (any HDF5 reader) or lz4 (decodes several times faster; other HDF5 tools need hdf5plugin).")
 
 
+QUIET_OPTION = click.option("--quiet", is_flag=True, help="No progress bar.")
+_NOTHING_KEPT = ("nothing was kept: the half-written file was removed and {out} is as before; rerunning the same "
+                 "command starts over")
+
+
+COMPRESSION_OPTION = click.option(
+    "--compression", type=click.Choice(CODECS), default="gzip", show_default=True,
+    help="Images: gzip (any HDF5 reader) or lz4 (decodes several times faster; other HDF5 tools need hdf5plugin).")
+
+
 @click.command("convert")
 @click.argument("source", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
@@ -172,18 +203,23 @@ COMPRESSION_OPTION = click.option(
 @click.option("--workers", type=int, default=None, help="Threads decoding PNGs (default: up to 8).")
 @COMPRESSION_OPTION
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+@QUIET_OPTION
 def convert_command(source: Path, out: Path, split: str | None, workers: int | None, compression: str,
-                    overwrite: bool) -> None:
+                    overwrite: bool, quiet: bool) -> None:
     """Convert an original-layout folder (Causal3DIdent or 3DIdent PNGs + .npy) into one HDF5 file."""
-    convert(source, out, split=split, overwrite=overwrite, workers=workers, compression=compression)
+    on_interrupt(_NOTHING_KEPT.format(out=out))
+    convert(source, out, split=split, overwrite=overwrite, workers=workers, compression=compression,
+            progress=not quiet)
     click.echo(f"wrote {out}")
 
 
 def repack(path: str | os.PathLike[str], out: str | os.PathLike[str], *, compression: str = "lz4",
-           overwrite: bool = False) -> Path:
-    """Copy a dataset file with every image dataset re-encoded as ``compression``; all else copied as is."""
+           overwrite: bool = False, progress: bool = False) -> Path:
+    """Copy a dataset file with every image dataset re-encoded as ``compression``; all else copied as is.
+    ``progress``: a bar on stderr."""
     check_output(out, overwrite)
-    with open_dataset(path) as src, atomic_h5(out, overwrite) as dst:
+    with open_dataset(path) as src, atomic_h5(out, overwrite) as dst, \
+            _bar(_image_count(src), f"repacking {Path(path).name}", progress) as bar:
         for key, value in src.attrs.items():
             dst.attrs[key] = value
 
@@ -202,6 +238,7 @@ def repack(path: str | os.PathLike[str], out: str | os.PathLike[str], *, compres
                 recorded = stored(src, name)
                 for lo in range(0, n, BLOCK):
                     write_images(images, lo, read_checked(obj, lo, min(n, lo + BLOCK), recorded))
+                    bar.update(min(BLOCK, n - lo))
             else:
                 parent = name.rpartition("/")[0]
                 src.copy(obj, dst.require_group(parent) if parent else dst, name=name.split("/")[-1])
@@ -210,14 +247,24 @@ def repack(path: str | os.PathLike[str], out: str | os.PathLike[str], *, compres
     return Path(out)
 
 
+def _image_count(f: h5py.File) -> int:
+    """Images in every image dataset of a file (anchors and pair views)."""
+    sizes: list[int] = []
+    f.visititems(lambda name, obj: sizes.append(obj.shape[0]) if isinstance(obj, h5py.Dataset)
+                 and name.split("/")[-1] == "images" and obj.ndim == 4 else None)
+    return sum(sizes)
+
+
 @click.command("repack")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
 @COMPRESSION_OPTION
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
-def repack_command(path: Path, out: Path, compression: str, overwrite: bool) -> None:
+@QUIET_OPTION
+def repack_command(path: Path, out: Path, compression: str, overwrite: bool, quiet: bool) -> None:
     """Copy a dataset file with its images re-compressed (lz4: faster loading; gzip: any HDF5 reader)."""
-    repack(path, out, compression=compression, overwrite=overwrite)
+    on_interrupt(_NOTHING_KEPT.format(out=out))
+    repack(path, out, compression=compression, overwrite=overwrite, progress=not quiet)
     click.echo(f"wrote {out} (images: {compression})")
 
 
@@ -231,8 +278,11 @@ def repack_command(path: Path, out: Path, compression: str, overwrite: bool) -> 
 @click.option("--split", default=None, help="Split name used in the layout (default: the file's stem).")
 @click.option("--workers", type=int, default=None, help="Threads encoding PNGs (default: up to 8).")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier export (swapped in once the new one is complete).")
+@QUIET_OPTION
 def export_command(path: Path, out_dir: Path, fmt: str, split: str | None, workers: int | None,
-                   overwrite: bool) -> None:
+                   overwrite: bool, quiet: bool) -> None:
     """Export an HDF5 dataset file as PNGs with .npy latents (original layout) or with a CSV or Parquet table."""
-    target = export(path, out_dir, fmt=fmt, split=split, overwrite=overwrite, workers=workers)
+    on_interrupt("nothing was kept: the partial export was removed and an earlier export in "
+                 f"{out_dir} is as it was; rerunning the same command starts over")
+    target = export(path, out_dir, fmt=fmt, split=split, overwrite=overwrite, workers=workers, progress=not quiet)
     click.echo(f"wrote {target}")

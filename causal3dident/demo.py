@@ -78,7 +78,7 @@ def demo_benchmark(folder: Path, runs: Path, device: str) -> Path:
             continue
         path = run_benchmark(setting, tier, 0, folder, runs, method="simclr", device=device)
         click.echo(f"{setting_id}: {path / 'results.csv'}")
-    board, pictures = write_leaderboard([runs], folder / "LEADERBOARD.md")
+    board, pictures = write_leaderboard([runs], folder / "LEADERBOARD.md", overwrite=True)  # rerun: refreshed
     click.echo(f"leaderboard: {board}" + "".join(f", {p}" for p in pictures))
     return board
 

@@ -29,3 +29,7 @@ class OutputBusyError(Causal3DIdentError, BlockingIOError):
 
 class DiskFullError(Causal3DIdentError, OSError):
     """The disk has too little free space for an output (checked before writing, or a write failed)."""
+
+
+class UnwritableOutputError(Causal3DIdentError, OSError):
+    """An output cannot be written: a file stands where its folder should be, or the folder is read-only."""

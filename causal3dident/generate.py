@@ -79,6 +79,12 @@ def shard_range(n: int, shard: int | None, num_shards: int | None) -> tuple[int,
         raise ConfigError("--shard and --num-shards go together (e.g. --shard 0 --num-shards 4)")
     if num_shards < 1 or not 0 <= shard < num_shards:
         raise ConfigError(f"--shard must be in 0..{num_shards - 1} for --num-shards {num_shards}, got {shard}")
+    if num_shards > n:  # some shards would hold no sample: refused for every shard of such a job
+        empty = [i for i in range(num_shards) if n * i // num_shards == n * (i + 1) // num_shards]
+        which = (f"shard {shard} would be empty" if shard in empty else
+                 f"shard{'s' if len(empty) > 1 else ''} {', '.join(map(str, empty))} would be empty")
+        raise ConfigError(f"--num-shards {num_shards} is more than the {n} samples: {which}; "
+                          f"use --num-shards {n} or fewer")
     return n * shard // num_shards, n * (shard + 1) // num_shards
 
 

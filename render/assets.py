@@ -74,24 +74,70 @@ def local_dir(assets: str | os.PathLike[str] | None = None) -> Path | None:
 
 def resolve(assets: str | os.PathLike[str] | None = None, download: bool = True,
             progress: bool = True) -> list[MeshAsset]:
-    """The seven meshes, verified; downloads missing ones into the cache unless a local copy is named."""
+    """The seven meshes, verified. A local copy (``--assets`` / ``C3DI_ASSETS``) is only checked; the cache gets
+    its missing or damaged files downloaded. Every mesh that is still not usable is named in one error."""
     local = local_dir(assets)
     root = local if local is not None else cache_dir()
-    out = []
-    for entry in manifest()["meshes"]:
-        path = root / entry["file"]
-        if not path.is_file():
-            if local is not None:
-                raise AssetError(f"mesh {entry['name']!r} not found at {path}; put {entry['url']} there "
-                                 f"(the folder given by --assets / {ASSETS_ENV} must hold {entry['file']}), "
-                                 f"or unset {ASSETS_ENV} to download into {cache_dir()}")
-            if not download:
-                raise AssetError(f"mesh {entry['name']!r} is not in the cache {root}; run 'c3di assets fetch' "
-                                 f"or put {entry['url']} at {path}")
-            _download(entry, path, progress)
-        _check_hash(entry, path, downloaded_to=None if local is not None else root)
-        out.append(_asset(entry, path))
-    return out
+    entries = manifest()["meshes"]
+    problems = {e["name"]: _problem(e, root / e["file"]) for e in entries}
+    bad = [e for e in entries if problems[e["name"]]]
+    listing = ", ".join(f"{e['name']!r} {problems[e['name']]} at {root / e['file']}" for e in bad)
+    if bad and local is not None:
+        raise AssetError(f"{len(bad)} of {len(entries)} meshes in {root} are not usable: {listing}; put the right "
+                         f"files there ({', '.join(e['name'] + ': ' + e['url'] for e in bad)}), or unset "
+                         f"{ASSETS_ENV} and drop --assets, then run 'c3di assets fetch' to download them into "
+                         f"{cache_dir()}")
+    if bad and not download:
+        raise AssetError(f"{len(bad)} of {len(entries)} meshes in the cache are not usable: {listing}; run "
+                         f"'c3di assets fetch' to download them")
+    if bad:
+        failed, failures = _download_all(bad, root, progress)
+        if failed:
+            raise AssetError(f"cannot download {len(failed)} of {len(entries)} meshes into {root} ("
+                             + ", ".join(f"{name} {problems[name]}" for name in failed) + "): "
+                             + "; ".join(failures)
+                             + f"; check the connection and run 'c3di assets fetch' again, or set {ASSETS_ENV} to "
+                               f"a folder holding meshes/*.obj")
+    return [_asset(entry, root / entry["file"]) for entry in entries]
+
+
+def _problem(entry: dict[str, Any], path: Path) -> str | None:
+    """What is wrong with one mesh file (missing, unreadable, another file), or None."""
+    if not path.is_file():
+        return "missing"
+    try:
+        actual = sha256_of(path)
+    except OSError as exc:
+        return f"unreadable ({exc.strerror})"
+    if actual != entry["sha256"]:
+        return f"damaged or another file (SHA-256 {actual[:12]}..., expected {entry['sha256'][:12]}...)"
+    return None
+
+
+def _download_all(todo: Sequence[dict[str, Any]], root: Path, progress: bool) -> tuple[list[str], list[str]]:
+    """Download ``todo`` into ``root``; the names not downloaded and why. After a connection failure the rest
+    are not tried (they come from the same server)."""
+    failed: list[str] = []
+    reasons: list[str] = []
+    for k, entry in enumerate(todo):
+        try:
+            _download(entry, root / entry["file"], progress)
+        except _DownloadFailed as exc:
+            failed.append(entry["name"])
+            reasons.append(str(exc))
+            if exc.connection and k + 1 < len(todo):
+                failed += [e["name"] for e in todo[k + 1:]]
+                reasons.append("not tried after that: " + ", ".join(repr(e["name"]) for e in todo[k + 1:]))
+                break
+    return failed, reasons
+
+
+class _DownloadFailed(Exception):
+    """One mesh could not be downloaded; ``connection``: the server could not be reached at all."""
+
+    def __init__(self, message: str, connection: bool) -> None:
+        super().__init__(message)
+        self.connection = connection
 
 
 def verify(assets: str | os.PathLike[str] | None = None) -> list[str]:
@@ -101,12 +147,15 @@ def verify(assets: str | os.PathLike[str] | None = None) -> list[str]:
     lines = []
     for entry in manifest()["meshes"]:
         path = root / entry["file"]
-        if not path.is_file():
-            lines.append(f"MISSING {entry['name']}: {path}")
-        elif sha256_of(path) != entry["sha256"]:
-            lines.append(f"BAD HASH {entry['name']}: {path}")
-        else:
+        problem = _problem(entry, path)
+        if problem is None:
             lines.append(f"OK {entry['name']}: {path}")
+        elif problem == "missing":
+            lines.append(f"MISSING {entry['name']}: {path}")
+        elif problem.startswith("unreadable"):
+            lines.append(f"UNREADABLE {entry['name']}: {path} {problem[len('unreadable '):]}")
+        else:
+            lines.append(f"BAD HASH {entry['name']}: {path}")
     return lines
 
 
@@ -119,28 +168,19 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _check_hash(entry: dict[str, Any], path: Path, downloaded_to: Path | None) -> None:
-    actual = sha256_of(path)
-    if actual != entry["sha256"]:
-        fix = (f"delete it to download it again into {downloaded_to}" if downloaded_to is not None
-               else f"replace it with the file from {entry['url']}")
-        raise AssetError(f"mesh {entry['name']!r} at {path} has SHA-256 {actual[:12]}..., expected "
-                         f"{entry['sha256'][:12]}... (a different or damaged file); {fix}")
-
-
 def _url(entry: dict[str, Any]) -> str:
     mirror = os.environ.get(MIRROR_ENV)
     return f"{mirror.rstrip('/')}/{entry['file']}" if mirror else entry["url"]
 
 
 def _download(entry: dict[str, Any], path: Path, progress: bool) -> None:
-    """Fetch one mesh to a temporary name, check its hash, then move it into place."""
+    """Fetch one mesh to a temporary name, check its hash, then move it into place (replacing a damaged one)."""
     from tqdm import tqdm
 
     url = _url(entry)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.download-{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as fh, \
                 tqdm(total=int(response.headers.get("Content-Length") or 0) or None, unit="B", unit_scale=True,
                      desc=f"downloading {entry['name']}", disable=not progress, leave=False) as bar:
@@ -149,15 +189,15 @@ def _download(entry: dict[str, Any], path: Path, progress: bool) -> None:
                 bar.update(len(block))
         actual = sha256_of(tmp)
         if actual != entry["sha256"]:
-            raise AssetError(f"downloaded {url} for mesh {entry['name']!r}, but its SHA-256 is {actual[:12]}..., "
-                             f"expected {entry['sha256'][:12]}...; the server now serves another file: get the "
-                             f"right one and put it at {path}, or point {ASSETS_ENV} at a folder holding "
-                             f"{entry['file']}")
+            raise _DownloadFailed(f"{entry['name']!r} from {url} has SHA-256 {actual[:12]}..., expected "
+                                  f"{entry['sha256'][:12]}... (the server now serves another file: get the right "
+                                  f"one and put it at {path})", connection=False)
         os.replace(tmp, path)
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", None) or exc
-        raise AssetError(f"cannot download mesh {entry['name']!r} from {url} ({reason}); download it by hand to "
-                         f"{path}, or set {ASSETS_ENV} to a folder holding {entry['file']}") from None
+        unreachable = isinstance(exc, TimeoutError) or (isinstance(exc, urllib.error.URLError)
+                                                         and not isinstance(exc, urllib.error.HTTPError))
+        raise _DownloadFailed(f"{entry['name']!r} from {url} ({reason})", connection=unreachable) from None
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -10,7 +10,9 @@ from typing import Any
 
 import click
 
+from ..cli_options import SEED
 from ..errors import ConfigError
+from ..outputs import check_output_file
 from .config import QUALITY_PRESETS, parse_overrides, render_config
 from .devices import DEVICE_CHOICES, select_devices
 from .job import DEFAULT_CHUNK_SIZE
@@ -27,6 +29,7 @@ _set = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                          "(names and types: render/config.py, docs/rendering.md). Repeatable; recorded in the file.")
 _assets = click.option("--assets", type=click.Path(path_type=Path), default=None,
                        help="Folder with meshes/*.obj (default: $C3DI_ASSETS, else download to the user cache).")
+_overwrite_png = click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 
 
 def _resume_hint_on_ctrl_c(command: Callable[..., None]) -> Callable[..., None]:
@@ -47,7 +50,7 @@ def _resume_hint_on_ctrl_c(command: Callable[..., None]) -> Callable[..., None]:
 @click.argument("source", required=False, type=click.Path(path_type=Path))
 @click.option("--preset", default="causal3dident", help="SCM preset to sample latents from (ignored with SOURCE).")
 @click.option("--n", "n", type=int, default=None, help="Samples to draw (all shards together); not with SOURCE.")
-@click.option("--seed", type=int, default=0, help="Seed of the latents (not with SOURCE).")
+@click.option("--seed", type=SEED, default=0, help="Seed of the latents (not with SOURCE).")
 @click.option("--pairs", default=None, help="Transformations whose views to render too, e.g. 'hues,positions'; "
                                             "with SOURCE: which of its pairs (default all).")
 @click.option("--intervene", "interventions", multiple=True, help="As in 'c3di latents' (not with SOURCE).")
@@ -124,22 +127,24 @@ def render(source: Path | None, preset: str, n: int | None, seed: int, pairs: st
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="PNG file to write.")
 @click.option("--per-class", type=int, default=4, help="Random latents per class (columns).")
 @click.option("--preset", default="causal3dident", help="SCM preset to sample latents from.")
-@click.option("--seed", type=int, default=0, help="Seed of the latents.")
+@click.option("--seed", type=SEED, default=0, help="Seed of the latents.")
 @click.option("--resolution", type=int, default=128, help="Image side in pixels.")
 @_quality
 @_set
 @_workers
 @_device
 @_assets
+@_overwrite_png
 def preview(out: Path, per_class: int, preset: str, seed: int, resolution: int, quality: str,
-            workers: int | None, device: str, assets: Path | None, overrides: tuple[str, ...]) -> None:
+            workers: int | None, device: str, assets: Path | None, overrides: tuple[str, ...],
+            overwrite: bool) -> None:
     """Write a contact sheet: one row per class, columns of random latents of that class."""
-    from .preview import contact_sheet
+    from .preview import contact_sheet, save_sheet
 
+    check_output_file(out, overwrite)
     config = render_config(quality, resolution, **parse_overrides(overrides))
     sheet = contact_sheet(preset, per_class, seed, config, select_devices(device), workers=workers, assets=assets)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out)
+    save_sheet(sheet, out)
     click.echo(f"wrote {out}: 7 classes x {per_class} latents at {resolution} px, quality {quality}")
 
 
@@ -148,23 +153,25 @@ def preview(out: Path, per_class: int, preset: str, seed: int, resolution: int, 
 @click.option("--steps", type=int, default=7, show_default=True, help="Values per latent, evenly over [-1, 1].")
 @click.option("--class", "class_name", default=None, help="Class of the base sample (default: a random draw's).")
 @click.option("--preset", default="causal3dident", help="SCM preset the base sample comes from.")
-@click.option("--seed", type=int, default=0, help="Seed of the base sample.")
+@click.option("--seed", type=SEED, default=0, help="Seed of the base sample.")
 @click.option("--resolution", type=int, default=128, help="Image side in pixels.")
 @_quality
 @_set
 @_workers
 @_device
 @_assets
+@_overwrite_png
 def traversals(out: Path, steps: int, class_name: str | None, preset: str, seed: int, resolution: int, quality: str,
-               workers: int | None, device: str, assets: Path | None, overrides: tuple[str, ...]) -> None:
+               workers: int | None, device: str, assets: Path | None, overrides: tuple[str, ...],
+               overwrite: bool) -> None:
     """Write latent traversals: one row per latent varied over [-1, 1] with the rest fixed, and a class row."""
-    from .preview import traversal_sheet
+    from .preview import save_sheet, traversal_sheet
 
+    check_output_file(out, overwrite)
     config = render_config(quality, resolution, **parse_overrides(overrides))
     sheet = traversal_sheet(preset, seed, steps, config, select_devices(device), class_name=class_name,
                             workers=workers, assets=assets)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out)
+    save_sheet(sheet, out)
     click.echo(f"wrote {out}: 11 rows (class and 10 latents) x {steps} values at {resolution} px, quality {quality}")
 
 
@@ -176,7 +183,7 @@ def assets() -> None:
 @assets.command("fetch")
 @_assets
 def assets_fetch(assets: Path | None) -> None:
-    """Download missing meshes into the user cache (or check the --assets folder) and verify hashes."""
+    """Download missing or damaged meshes into the user cache (or check the --assets folder) and verify hashes."""
     from .assets import resolve
 
     for mesh in resolve(assets):

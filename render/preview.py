@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -11,6 +12,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..generate import build_config, latents_for_config
 from ..latents import CLASS_NAMES, LATENT_NAMES, NUM_CLASSES
+from ..outputs import make_parent, write_failed
 from . import assets as assets_mod
 from .config import RenderConfig
 from .devices import DeviceSpec
@@ -127,3 +129,16 @@ def traversal_sheet(preset: str, seed: int, steps: int, config: RenderConfig, de
     for r, label in enumerate(labels):
         draw.text((4, r * (h + GAP) + h // 2 - 5), label, fill="black")
     return sheet
+
+
+def save_sheet(sheet: Image.Image, out: str | os.PathLike[str]) -> Path:
+    """Write ``sheet`` as a PNG at ``out`` through a temporary name, so a failed write leaves no half file."""
+    out = make_parent(out)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        sheet.save(tmp, format="PNG")
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise write_failed(out, exc) from None
+    return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import os
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -113,13 +114,52 @@ def test_download_with_wrong_hash_leaves_nothing(mirror_copy: Path, tmp_path: Pa
     monkeypatch.setenv(assets.MIRROR_ENV, url)
     with pytest.raises(assets.AssetError, match="SHA-256") as err:
         assets.resolve(progress=False)
-    assert "put it at" in str(err.value)
-    assert not list((tmp_path / "cache").rglob("*.obj"))
+    assert "put it at" in str(err.value) and "cannot download 1 of 7 meshes" in str(err.value)
+    meshes = tmp_path / "cache" / "assets" / "meshes"
+    assert not (meshes / "teapot.obj").exists() and not list(meshes.glob(".*download*"))
+    assert sorted(p.name for p in meshes.glob("*.obj")) == sorted(f"{n}.obj" for n in CLASS_NAMES if n != "teapot")
 
 
 def test_unreachable_server_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(assets.ASSETS_ENV, raising=False)
     monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.setenv(assets.MIRROR_ENV, "http://127.0.0.1:9")
-    with pytest.raises(assets.AssetError, match="cannot download mesh 'teapot'.*C3DI_ASSETS"):
+    with pytest.raises(assets.AssetError, match="cannot download 7 of 7 meshes.*'teapot'.*Connection refused.*"
+                                                "not tried after that: 'hare', 'dragon'.*C3DI_ASSETS"):
         assets.resolve(progress=False)
+
+
+def test_every_bad_mesh_is_named_at_once(mirror_copy: Path) -> None:
+    """Damaged, missing (and, for a non-root user, unreadable) meshes in one line, before any work."""
+    meshes = mirror_copy / "meshes"
+    (meshes / "cow.obj").write_text("garbage\n")
+    (meshes / "head.obj").unlink()
+    unreadable = os.geteuid() != 0
+    if unreadable:
+        (meshes / "dragon.obj").chmod(0)
+    out = mirror_copy / "x.h5"
+    result = CliRunner().invoke(main, ["render", "--n", "1", "--out", str(out), "--device", "cpu",
+                                       "--assets", str(mirror_copy)])
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1, result.output
+    line = result.stderr
+    assert "'cow' damaged" in line and str(meshes / "cow.obj") in line and "'head' missing" in line
+    assert "c3di assets fetch" in line and "spot.obj" in line  # the URL to get cow.obj from
+    assert ("'dragon' unreadable" in line) == unreadable
+    assert not out.exists() and not out.with_name("x.h5.parts").exists()
+
+
+def test_fetch_replaces_damaged_cache_files(assets_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            serve: Serve) -> None:
+    url, log = serve(assets_dir)
+    monkeypatch.delenv(assets.ASSETS_ENV, raising=False)
+    monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(assets.MIRROR_ENV, url)
+    assets.resolve(progress=False)
+    damaged = tmp_path / "cache" / "assets" / "meshes" / "horse.obj"
+    damaged.write_text("garbage\n")
+    result = CliRunner().invoke(main, ["assets", "verify"])
+    assert result.exit_code == 1 and "BAD HASH horse" in result.output
+    result = CliRunner().invoke(main, ["assets", "fetch"])
+    assert result.exit_code == 0, result.output
+    assert log.count("/meshes/horse.obj") == 2 and len(log) == len(CLASS_NAMES) + 1
+    assert assets.sha256_of(damaged) == next(e["sha256"] for e in assets.manifest()["meshes"] if e["name"] == "horse")

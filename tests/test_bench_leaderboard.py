@@ -111,3 +111,29 @@ def test_leaderboard_cli_tabulates_a_metric_of_old_results_as_missing(tmp_path):
     bad = CliRunner().invoke(main, ["bench", "leaderboard", str(tmp_path / "runs"), "--out", str(tmp_path / "x.md"),
                                     "--metric", "mcc"])
     assert bad.exit_code == 2 and "unknown --metric 'mcc'" in bad.output and not (tmp_path / "x.md").exists()
+
+
+def test_cli_writes_into_the_first_runs_folder_and_replaces_only_with_overwrite(tmp_path):
+    """Without --out the leaderboard goes to DIRS[0]/LEADERBOARD.md (never the committed benchmarks/ file);
+    an existing one is replaced only with --overwrite."""
+    from click.testing import CliRunner
+
+    from causal3dident.cli import main
+
+    runs = tmp_path / "runs"
+    write_results(_mkdir(runs / "a") / "results.csv", rows_like_the_paper({0: 0.0}))
+    runner = CliRunner()
+    first = runner.invoke(main, ["bench", "leaderboard", str(runs)])
+    assert first.exit_code == 0, first.output
+    board = runs / "LEADERBOARD.md"
+    assert "rho = 1.00" in board.read_text() and (runs / "LEADERBOARD_simclr_paper.png").is_file()
+    board.write_text("edited\n")
+    refused = runner.invoke(main, ["bench", "leaderboard", str(runs)])
+    assert refused.exit_code == 2 and "--overwrite" in refused.stderr and board.read_text() == "edited\n"
+    replaced = runner.invoke(main, ["bench", "leaderboard", str(runs), "--overwrite"])
+    assert replaced.exit_code == 0 and "rho = 1.00" in board.read_text()
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True)
+    return path

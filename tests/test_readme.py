@@ -74,6 +74,16 @@ def test_the_readme_found_the_commands_it_documents():
             "bench run", "bench data", "convert", "export", "card", "figures"} <= names
 
 
+def test_readme_regenerates_the_committed_leaderboard_only_explicitly():
+    """'c3di bench leaderboard' defaults to the runs folder; the committed file needs --out and --overwrite."""
+    boards = [a for a in COMMANDS if a[:2] == ["bench", "leaderboard"]]
+    committed = [a for a in boards if "benchmarks/LEADERBOARD.md" in a]
+    assert committed and all(a[a.index("benchmarks/LEADERBOARD.md") - 1] == "--out" and "--overwrite" in a
+                             for a in committed)
+    ctx = parse(["bench", "leaderboard", "runs"]).make_context("leaderboard", ["runs"])
+    assert ctx.params["out"] is None and ctx.params["overwrite"] is False
+
+
 def test_readme_loading_example_runs(tmp_path, monkeypatch):
     data = tmp_path / "data"
     make_synthetic_dataset(data / "train.h5", n=32, resolution=32, pairs=("hues",), seed=0)

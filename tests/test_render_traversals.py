@@ -48,3 +48,12 @@ def test_traversals_command_renders_a_labelled_sheet(assets_dir, tmp_path):
     assert not (pixels[:, :LABEL_WIDTH] == 255).all()  # the labels are drawn
     hue_bg = LATENT_NAMES.index("hue_bg") + 1
     assert np.abs(tiles[2 * hue_bg].astype(int) - tiles[2 * hue_bg + 1]).mean() > 5  # the background changes
+    again = ["traversals", "--out", str(out), "--steps", "2", "--resolution", "32", "--quality", "preview",
+             "--device", "cpu", "--assets", str(assets_dir), "--seed", "1"]
+    refused = CliRunner().invoke(main, again)
+    assert refused.exit_code == 2 and "already exists; pass --overwrite" in refused.stderr
+    assert np.array_equal(np.asarray(Image.open(out).convert("RGB")), pixels)  # untouched
+    replaced = CliRunner().invoke(main, [*again, "--overwrite"])
+    assert replaced.exit_code == 0, replaced.output
+    assert not np.array_equal(np.asarray(Image.open(out).convert("RGB")), pixels)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["traversals.png"]  # no temporary file left
