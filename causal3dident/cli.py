@@ -32,6 +32,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "card": "causal3dident.cards:card_command",
     "figures": "causal3dident.figures:figures_command",
     "demo": "causal3dident.demo:demo_command",
+    "download": "causal3dident.download:download_command",
 }
 
 

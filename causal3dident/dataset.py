@@ -46,6 +46,8 @@ PAIR_TARGETS = ("latents2", "scene2", "index2", "z_tilde")
 FLOAT_TARGETS = ("latents", "scene", "latents2", "scene2", "z_tilde")
 IMAGE_FORMATS = ("pil", "tensor")
 H5_SUFFIXES = (".h5", ".hdf5")
+DOWNLOAD_HINT = ("pass download=True to fetch the published release into it (or run 'c3di download causal3dident "
+                 "--root {root}')")
 
 
 class Causal3DIdent(VisionDataset):
@@ -71,6 +73,9 @@ class Causal3DIdent(VisionDataset):
         seed: seed of the nearest-pair z~ draws; default: the file's seed (a benchmark run's pairs: its seed).
         num_samples: use only the first ``num_samples`` samples (items and nearest-pair pool), as the benchmark
             trains on a file's first rows; ``stats`` still describe the whole file.
+        download: fetch the published release into ``root`` if the loader finds no data for ``split`` there
+            (``True``: Causal3DIdent, Zenodo 4784282; ``"3dident"``: 3DIdent), resumable and checked against
+            Zenodo's MD5s, as ``c3di download`` does (``causal3dident.download``); data already there is used.
     """
 
     classes: list[str] = list(CLASS_NAMES)
@@ -79,7 +84,8 @@ class Causal3DIdent(VisionDataset):
                  target_transform: Callable | None = None, transforms: Callable | None = None,
                  target_type: str | Sequence[str] = "latents", pairs: str | None = None, *,
                  image_format: str = "pil", in_memory: bool = False, seed: int | None = None,
-                 num_samples: int | None = None, verify_checksums: bool = True) -> None:
+                 num_samples: int | None = None, verify_checksums: bool = True,
+                 download: bool | str = False) -> None:
         super().__init__(root, transforms=transforms, transform=transform, target_transform=target_transform)
         self._joint = transforms is not None
         self.split = split
@@ -87,6 +93,10 @@ class Causal3DIdent(VisionDataset):
         self.pair_spec: PairSpec | None = parse_pairs(pairs)
         self.image_format = image_format
         self._check_arguments()
+        if download:
+            from .download import fetch_split  # network code only when asked for
+
+            fetch_split(Path(os.path.expanduser(root)), split, "causal3dident" if download is True else download)
         self.source = open_source(Path(os.path.expanduser(root)), split, in_memory, verify_checksums)
         self.latents: np.ndarray = self.source.latents
         self.targets: np.ndarray = self.source.classes
@@ -331,7 +341,7 @@ def open_source(root: Path, split: str, in_memory: bool, verify_checksums: bool 
         return H5Source(root, in_memory, verify_checksums)
     if not root.exists():
         raise DatasetFileError(f"{root}: no such file or folder; pass an HDF5 dataset file, a folder with "
-                               f"{split}.h5, or an original-layout folder")
+                               f"{split}.h5, or an original-layout folder, or {DOWNLOAD_HINT.format(root=root)}")
     for suffix in H5_SUFFIXES:
         if (root / f"{split}{suffix}").is_file():
             return H5Source(root / f"{split}{suffix}", in_memory, verify_checksums)
@@ -343,7 +353,7 @@ def open_source(root: Path, split: str, in_memory: bool, verify_checksums: bool 
     if others:
         raise DatasetFileError(f"{root} has no split {split!r} (found: {', '.join(others)}); pass split= one of those")
     raise DatasetFileError(f"{root} holds no Causal3DIdent data; expected an HDF5 file, a folder with {split}.h5, "
-                           f"or {EXPECTED.format(split=split)}")
+                           f"or {EXPECTED.format(split=split)}; or {DOWNLOAD_HINT.format(root=root)}")
 
 
 class H5Source:

@@ -33,3 +33,7 @@ class DiskFullError(Causal3DIdentError, OSError):
 
 class UnwritableOutputError(Causal3DIdentError, OSError):
     """An output cannot be written: a file stands where its folder should be, or the folder is read-only."""
+
+
+class DownloadError(Causal3DIdentError, OSError):
+    """A release file cannot be downloaded, or what arrived is not the published file (size or MD5 differ)."""
