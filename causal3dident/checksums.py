@@ -137,14 +137,15 @@ def check_pixels(f: h5py.File, progress: bool = False) -> tuple[list[str], list[
     Each damaged dataset gives one problem naming its first damaged sample and how many there are. A dataset
     without checksums (written before they existed) is still decoded in full, and gives a note.
     """
-    from tqdm import tqdm
+    from causal3dident.progress import ProgressBar
 
     problems: list[str] = []
     notes: list[str] = []
     names = image_datasets(f)
     index = f["index"][...] if "index" in f else None
     total = sum(f[name].shape[0] for name in names)
-    with tqdm(total=total, unit="img", desc="verifying pixels", disable=not progress, dynamic_ncols=True) as bar:
+    with ProgressBar(total=total, unit="img", desc="verifying pixels", disable=not progress or not total,
+                     dynamic_ncols=True) as bar:
         for name in names:
             recorded = stored(f, name)
             if recorded is None:

@@ -141,9 +141,9 @@ def _blocks(images: h5py.Dataset, recorded: np.ndarray | None, bar: Any = None) 
 
 def _bar(total: int, desc: str, show: bool) -> Any:
     """A tqdm bar of images on stderr (a silent one when not ``show``)."""
-    from tqdm import tqdm
+    from causal3dident.progress import ProgressBar
 
-    return tqdm(total=total, unit="img", desc=desc, disable=not show, file=sys.stderr)
+    return ProgressBar(total=total, unit="img", desc=desc, disable=not show, file=sys.stderr)
 
 
 def _write_csv(path: Path, index: np.ndarray, files: list[str], classes: np.ndarray, latents: np.ndarray) -> None:

@@ -175,10 +175,10 @@ def mismatch(path: Path, md5: str | None, size: int | None, progress: bool = Fal
 
 def md5_of(path: Path, progress: bool = False) -> str:
     """Hex MD5 of a file (the checksum Zenodo publishes), read in 1 MiB blocks."""
-    from tqdm import tqdm
+    from causal3dident.progress import ProgressBar
 
     digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as fh, tqdm(total=path.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024,
+    with open(path, "rb") as fh, ProgressBar(total=path.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024,
                                       desc=f"verifying {path.name}", disable=not progress, file=sys.stderr,
                                       leave=False) as bar:
         for block in iter(lambda: fh.read(BLOCK), b""):
@@ -279,10 +279,10 @@ class _Transfer:
     def _receive(self, response: http.client.HTTPResponse, start: int, total: int | None) -> None:
         """Append the body to the part (or rewrite it when the server starts at 0); a body that ends before the
         total the server announced is a dropped connection."""
-        from tqdm import tqdm
+        from causal3dident.progress import ProgressBar
 
         with open(self.part, "ab" if start else "wb") as fh, \
-                tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
+                ProgressBar(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
                      desc=self.part.name.removesuffix(".part"), disable=not self.progress, file=sys.stderr,
                      dynamic_ncols=True) as bar:
             read = getattr(response, "read1", response.read)  # what has arrived, not a full 1 MiB block
@@ -344,9 +344,9 @@ def extract(archive: str | os.PathLike[str], root: str | os.PathLike[str], *, st
 
 
 def _unpack(archive: Path, into: Path, progress: bool) -> None:
-    from tqdm import tqdm
+    from causal3dident.progress import ProgressBar
 
-    with tqdm(unit=" files", desc=f"extracting {archive.name}", disable=not progress, file=sys.stderr) as bar:
+    with ProgressBar(unit=" files", desc=f"extracting {archive.name}", disable=not progress, file=sys.stderr) as bar:
         try:
             if tarfile.is_tarfile(archive):
                 with tarfile.open(archive) as tar:

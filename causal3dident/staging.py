@@ -29,6 +29,7 @@ def staged_folder(target: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(target)
     if target.exists() and not target.is_dir():
         raise OutputExistsError(f"{target} is a file; remove it or choose another output folder")
+    created = [p for p in (target.parent, *target.parent.parents) if not p.exists()]  # deepest first
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(target)
     staging = target.with_name(f".{target.name}{TMP_MARK}{os.getpid()}")
@@ -39,6 +40,11 @@ def staged_folder(target: str | os.PathLike[str]) -> Iterator[Path]:
         swap_in(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        for folder in created:  # the folders made for it, if nothing else was put there meanwhile
+            try:
+                folder.rmdir()
+            except OSError:
+                break
         raise
 
 

@@ -325,8 +325,8 @@ def verify(path: str | os.PathLike[str], regenerate: bool = True, *, progress: b
     """Every defect found in a dataset file (empty list: the file is sound).
 
     Checks the structure, dtypes, shapes, ranges and pair alignment; decodes every image of every image
-    dataset and compares it with its recorded checksum (``progress``: a bar on stderr); with ``regenerate``,
-    re-derives the latents from the recorded config and seed and compares them exactly. Remarks that are
+    dataset and compares it with its recorded checksum (``progress``: a bar on stderr); with ``regenerate``
+    (first), re-derives the latents from the recorded config and seed and compares them exactly. Remarks that are
     not defects (a file written before pixel checksums existed) are appended to ``notes``.
     """
     from .checksums import check_pixels  # late: it imports the statistics, which import the neighbour search
@@ -346,12 +346,12 @@ def verify(path: str | os.PathLike[str], regenerate: bool = True, *, progress: b
                      for p in _check_rendered(f, name)]
         if problems:
             return problems
+        if regenerate:  # latents first: cheap, and a bad recorded config is found before decoding every image
+            problems += _check_regenerates(f)
         pixel_problems, pixel_notes = check_pixels(f, progress)
         problems += pixel_problems
         if notes is not None:
             notes += pixel_notes
-        if regenerate and not problems:
-            problems += _check_regenerates(f)
     return problems
 
 

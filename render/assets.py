@@ -175,14 +175,14 @@ def _url(entry: dict[str, Any]) -> str:
 
 def _download(entry: dict[str, Any], path: Path, progress: bool) -> None:
     """Fetch one mesh to a temporary name, check its hash, then move it into place (replacing a damaged one)."""
-    from tqdm import tqdm
+    from causal3dident.progress import ProgressBar
 
     url = _url(entry)
     tmp = path.with_name(f".{path.name}.download-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as fh, \
-                tqdm(total=int(response.headers.get("Content-Length") or 0) or None, unit="B", unit_scale=True,
+                ProgressBar(total=int(response.headers.get("Content-Length") or 0) or None, unit="B", unit_scale=True,
                      desc=f"downloading {entry['name']}", disable=not progress, leave=False) as bar:
             for block in iter(lambda: response.read(1 << 16), b""):
                 fh.write(block)

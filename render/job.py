@@ -205,10 +205,10 @@ def _render_and_assemble(inp: JobInput, out: Path, parts: Path, manifest: Mappin
         images = sum(t.num_images for t in todo)
         start = time.monotonic()
         if todo:
-            from tqdm import tqdm
+            from causal3dident.progress import ProgressBar
 
             done_before = n * len(inp.streams) - images
-            with tqdm(total=n * len(inp.streams), initial=done_before, unit="img", desc=f"rendering {out.name}",
+            with ProgressBar(total=n * len(inp.streams), initial=done_before, unit="img", desc=f"rendering {out.name}",
                       disable=not progress, smoothing=0.1, dynamic_ncols=True) as bar:
                 used = backend.render(todo, context, on_image=bar.update, on_done=_store_chunk) or used
         seconds += time.monotonic() - start
@@ -254,9 +254,9 @@ class DamagedChunk(Exception):
 
 def notice(line: str) -> None:
     """One line to the user on stderr (above any progress bar)."""
-    from tqdm import tqdm
+    from causal3dident.progress import ProgressBar
 
-    tqdm.write(line, file=sys.stderr)
+    ProgressBar.write(line, file=sys.stderr)
 
 
 def chunk_ranges(n: int, chunk_size: int) -> list[tuple[int, int, int]]:

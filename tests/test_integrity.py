@@ -381,6 +381,6 @@ def test_a_png_of_another_size_is_named(tmp_path: Path) -> None:
     assert "\n" not in str(info.value)
     with pytest.raises(DatasetFileError, match=named):
         list(DataLoader(ds, batch_size=8, num_workers=1))
-    result = c3di("convert", tmp_path / "export", tmp_path / "back.h5")
+    result = c3di("convert", tmp_path / "export", tmp_path / "back.h5", "--quiet")
     assert result.returncode == 2 and f"{odd} is 16x20 px" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

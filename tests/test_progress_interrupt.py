@@ -171,3 +171,18 @@ def _images(path: Path) -> np.ndarray:
     load_filter_plugins()
     with h5py.File(path, "r") as f:
         return f["images"][...]
+
+
+def test_a_progress_bar_stays_when_its_work_succeeds_and_clears_when_it_fails() -> None:
+    import io
+
+    from causal3dident.progress import ProgressBar
+
+    done, failed = io.StringIO(), io.StringIO()
+    with ProgressBar(total=3, desc="work", file=done, mininterval=0) as bar:
+        bar.update(3)
+    with pytest.raises(ValueError), ProgressBar(total=3, desc="work", file=failed, mininterval=0) as bar:
+        bar.update(1)
+        raise ValueError
+    assert done.getvalue().endswith("\n") and "3/3" in done.getvalue().splitlines()[-1]
+    assert "\n" not in failed.getvalue() and failed.getvalue().rstrip("\r").split("\r")[-1].strip() == ""
