@@ -179,8 +179,8 @@ def md5_of(path: Path, progress: bool = False) -> str:
 
     digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as fh, ProgressBar(total=path.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024,
-                                      desc=f"verifying {path.name}", disable=not progress, file=sys.stderr,
-                                      leave=False) as bar:
+                                            desc=f"verifying {path.name}", disable=not progress, file=sys.stderr,
+                                            leave=False) as bar:
         for block in iter(lambda: fh.read(BLOCK), b""):
             digest.update(block)
             bar.update(len(block))
@@ -283,8 +283,8 @@ class _Transfer:
 
         with open(self.part, "ab" if start else "wb") as fh, \
                 ProgressBar(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
-                     desc=self.part.name.removesuffix(".part"), disable=not self.progress, file=sys.stderr,
-                     dynamic_ncols=True) as bar:
+                            desc=self.part.name.removesuffix(".part"), disable=not self.progress, file=sys.stderr,
+                            dynamic_ncols=True) as bar:
             read = getattr(response, "read1", response.read)  # what has arrived, not a full 1 MiB block
             for block in iter(lambda: read(BLOCK), b""):
                 fh.write(block)

@@ -183,7 +183,7 @@ def _download(entry: dict[str, Any], path: Path, progress: bool) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as fh, \
                 ProgressBar(total=int(response.headers.get("Content-Length") or 0) or None, unit="B", unit_scale=True,
-                     desc=f"downloading {entry['name']}", disable=not progress, leave=False) as bar:
+                            desc=f"downloading {entry['name']}", disable=not progress, leave=False) as bar:
             for block in iter(lambda: response.read(1 << 16), b""):
                 fh.write(block)
                 bar.update(len(block))

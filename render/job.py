@@ -208,8 +208,9 @@ def _render_and_assemble(inp: JobInput, out: Path, parts: Path, manifest: Mappin
             from causal3dident.progress import ProgressBar
 
             done_before = n * len(inp.streams) - images
-            with ProgressBar(total=n * len(inp.streams), initial=done_before, unit="img", desc=f"rendering {out.name}",
-                      disable=not progress, smoothing=0.1, dynamic_ncols=True) as bar:
+            with ProgressBar(total=n * len(inp.streams), initial=done_before, unit="img",
+                             desc=f"rendering {out.name}", disable=not progress, smoothing=0.1,
+                             dynamic_ncols=True) as bar:
                 used = backend.render(todo, context, on_image=bar.update, on_done=_store_chunk) or used
         seconds += time.monotonic() - start
         rendered += images
