@@ -54,7 +54,8 @@ def bench() -> None:
 @SET_OPTION
 @DEVICE_OPTION
 @click.option("--eval-every", type=click.IntRange(min=0), default=0,
-              help="Also probe the held-out samples every N steps into curve.csv (a learning curve); 0: only at the end.")
+              help="Also probe the held-out samples every N steps into curve.csv (a learning curve); "
+                   "0: only at the end.")
 def run(setting: str, tier: str, seed: int, method: str | None, encoder: str | None, data: Path, out: Path,
         settings_files: tuple[Path, ...], overrides: tuple[str, ...], device: str, eval_every: int) -> None:
     """Train and evaluate one setting; write OUT/<tier>/<method>/<setting>/seed<S>/results.csv."""
