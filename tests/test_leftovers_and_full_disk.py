@@ -217,7 +217,7 @@ def test_kill_9_mid_repack_then_the_rerun_removes_the_temporary(noise_h5: Path, 
 def test_kill_9_mid_convert_then_the_rerun_removes_the_temporary(noise_h5: Path, tmp_path: Path) -> None:
     from causal3dident.convert import export
 
-    source = export(noise_h5, tmp_path / "original", fmt="original")
+    source = export(noise_h5, tmp_path / "original", fmt="original", unbalanced="keep")
     out = tmp_path / "converted.h5"
     tmp = kill_9_while_writing(c3di("convert", source, out), out, min_bytes=2**20)
     assert tmp.exists() and not out.exists()
