@@ -212,3 +212,28 @@ def test_teapot_only_and_missing_classes_name_the_right_fix(tmp_path: Path) -> N
     with pytest.raises(ConfigError, match="has no samples of .* --unbalanced keep"):
         export(path, tmp_path / "b", unbalanced="trim")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.render
+def test_render_balanced_shards_merge_to_the_unsharded_render(assets_dir: Path, tmp_path: Path) -> None:
+    """A real (tiny) render job: --balanced-classes and the split reach the file, shards merge to it exactly."""
+    common = ["render", "--n", "7", "--seed", "2", "--balanced-classes", "--resolution", "32", "--quality",
+              "preview", "--device", "cpu", "--quiet", "--assets", str(assets_dir)]
+    runner = CliRunner()
+    result = runner.invoke(main, [*common, "--out", str(tmp_path / "test.h5")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    for i in range(2):
+        result = runner.invoke(main, [*common, "--out", str(tmp_path / "shards"), "--shard", str(i), "--num-shards",
+                                      "2", "--split", "test"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    merged = merge_files(sorted((tmp_path / "shards").glob("*.h5")), tmp_path / "merged.h5")
+    whole = read(tmp_path / "test.h5")
+    assert whole["split"] == "test" and whole["config"]["balanced_classes"] is True
+    assert np.bincount(whole["classes"], minlength=7).tolist() == [1] * 7
+    with h5py.File(tmp_path / "test.h5") as a, h5py.File(merged) as b:
+        assert b.attrs["split"] == "test"
+        for key in ("latents", "classes", "index", "images"):
+            assert np.array_equal(a[key][...], b[key][...]), key
+    assert runner.invoke(main, ["render", "--n", "8", "--balanced-classes", "--out", str(tmp_path / "x.h5"),
+                                "--assets", str(assets_dir)]).exit_code == 2  # refused before any rendering
+    assert not (tmp_path / "x.h5").exists() and not (tmp_path / "x.h5.parts").exists()
