@@ -33,3 +33,7 @@ class DiskFullError(Causal3DIdentError, OSError):
 
 class UnwritableOutputError(Causal3DIdentError, OSError):
     """An output cannot be written: a file stands where its folder should be, or the folder is read-only."""
+
+
+class MissingDependencyError(Causal3DIdentError, ImportError):
+    """An optional dependency the command needs is not installed (e.g. bpy for rendering)."""

@@ -15,7 +15,7 @@ from ..errors import ConfigError
 from ..outputs import check_output_file
 from ..splits import choose_split
 from .config import QUALITY_PRESETS, parse_overrides, render_config
-from .devices import DEVICE_CHOICES, select_devices
+from .devices import DEVICE_CHOICES, require_bpy, select_devices
 from .job import DEFAULT_CHUNK_SIZE
 
 _device = click.option("--device", type=click.Choice(DEVICE_CHOICES, case_sensitive=False), default="auto",
@@ -93,6 +93,8 @@ def render(source: Path | None, preset: str, n: int | None, seed: int, pairs: st
     """
     from .job import file_input, output_path, run_job, sampled_input
 
+    if backend == "local":
+        require_bpy()  # the ray backend's actors need it, not this process
     config = render_config(quality, resolution, **parse_overrides(overrides))
     if source is not None:
         if n is not None or interventions or balanced_classes:
@@ -147,6 +149,7 @@ def preview(out: Path, per_class: int, preset: str, seed: int, resolution: int, 
     """Write a contact sheet: one row per class, columns of random latents of that class."""
     from .preview import contact_sheet, save_sheet
 
+    require_bpy()
     check_output_file(out, overwrite)
     config = render_config(quality, resolution, **parse_overrides(overrides))
     sheet = contact_sheet(preset, per_class, seed, config, select_devices(device), workers=workers, assets=assets)
@@ -173,6 +176,7 @@ def traversals(out: Path, steps: int, class_name: str | None, preset: str, seed:
     """Write latent traversals: one row per latent varied over [-1, 1] with the rest fixed, and a class row."""
     from .preview import save_sheet, traversal_sheet
 
+    require_bpy()
     check_output_file(out, overwrite)
     config = render_config(quality, resolution, **parse_overrides(overrides))
     sheet = traversal_sheet(preset, seed, steps, config, select_devices(device), class_name=class_name,

@@ -37,7 +37,7 @@ from ..store import (atomic_h5, check_output, create_image_dataset, open_dataset
                      write_core, write_pair_latents)
 from . import assets as assets_mod
 from .config import RenderConfig
-from .devices import DeviceSpec
+from .devices import DeviceSpec, require_bpy
 from .lock import LOCK_NAME, OutputLock
 from .worker import ChunkError, Task, WorkerPool, WorkerSpec, chunk_problem, read_chunk, write_chunk
 
@@ -173,6 +173,8 @@ def run_job(inp: JobInput, out: Path, config: RenderConfig, devices: Sequence[De
         raise ConfigError(f"--chunk-size must be >= 1, got {chunk_size}")
     filter_args(compression)  # an unknown codec fails before any rendering
     backend = LocalBackend() if backend is None else backend
+    if isinstance(backend, LocalBackend):
+        require_bpy()
     meshes = assets_mod.resolve(assets, progress=progress)
     settings = render_settings(config, devices, meshes)
     out = check_output(out, overwrite=True)  # its folder exists and is writable: the lock goes there
