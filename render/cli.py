@@ -93,8 +93,6 @@ def render(source: Path | None, preset: str, n: int | None, seed: int, pairs: st
     """
     from .job import file_input, output_path, run_job, sampled_input
 
-    if backend == "local":
-        require_bpy()  # the ray backend's actors need it, not this process
     config = render_config(quality, resolution, **parse_overrides(overrides))
     if source is not None:
         if n is not None or interventions or balanced_classes:
@@ -107,6 +105,8 @@ def render(source: Path | None, preset: str, n: int | None, seed: int, pairs: st
         inp = sampled_input(preset, n, seed, pairs=pairs, interventions=interventions, shard=shard,
                             num_shards=num_shards, balanced_classes=balanced_classes,
                             split=choose_split(split, output_path(out, shard, num_shards)))
+    if backend == "local":
+        require_bpy()  # after the options are checked, before any work; the ray backend's actors need it instead
     if backend == "ray":
         from tqdm import tqdm
 
@@ -149,9 +149,9 @@ def preview(out: Path, per_class: int, preset: str, seed: int, resolution: int, 
     """Write a contact sheet: one row per class, columns of random latents of that class."""
     from .preview import contact_sheet, save_sheet
 
-    require_bpy()
     check_output_file(out, overwrite)
     config = render_config(quality, resolution, **parse_overrides(overrides))
+    require_bpy()
     sheet = contact_sheet(preset, per_class, seed, config, select_devices(device), workers=workers, assets=assets)
     save_sheet(sheet, out)
     click.echo(f"wrote {out}: 7 classes x {per_class} latents at {resolution} px, quality {quality}")
@@ -176,9 +176,9 @@ def traversals(out: Path, steps: int, class_name: str | None, preset: str, seed:
     """Write latent traversals: one row per latent varied over [-1, 1] with the rest fixed, and a class row."""
     from .preview import save_sheet, traversal_sheet
 
-    require_bpy()
     check_output_file(out, overwrite)
     config = render_config(quality, resolution, **parse_overrides(overrides))
+    require_bpy()
     sheet = traversal_sheet(preset, seed, steps, config, select_devices(device), class_name=class_name,
                             workers=workers, assets=assets)
     save_sheet(sheet, out)

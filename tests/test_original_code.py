@@ -33,7 +33,8 @@ def _contents(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _npy_header(path: Path) -> dict:
     with open(path, "rb") as fh:
         version = np.lib.format.read_magic(fh)
-        shape, fortran, dtype = np.lib.format._read_array_header(fh, version)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(fh)
     return {"shape": shape, "fortran_order": fortran, "dtype": dtype}
 
 
