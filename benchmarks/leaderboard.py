@@ -211,6 +211,16 @@ def _metric_table(rows: Sequence[dict[str, str]], layer: str, group: tuple[str, 
     return lines + [""]
 
 
+TIER_NOTES = {
+    "smoke": "The `smoke` tier only proves that the pipeline runs end to end (a tiny network, a few steps, a few "
+             "dozen images): its numbers are not a result, and a low or negative rho or a class at chance is "
+             "expected. For numbers to set beside the paper, run the `mini` tier (all 12 settings on 2 CPU cores, "
+             "about 50 minutes): `c3di bench sweep --tier mini --data data/mini --render --out runs`, then "
+             "`c3di bench leaderboard runs`; see benchmarks/TIERS.md.",
+}
+"""A line under a tier's heading that says what its numbers mean."""
+
+
 def render_markdown(rows: Sequence[dict[str, str]], layer: str = "final", probe: str = "kernel_ridge",
                     images: dict[tuple[str, str], str] | None = None, metrics: Sequence[str] = ()) -> str:
     """The leaderboard document: one section per (method, tier); ``metrics`` add a table of those per section."""
@@ -226,8 +236,10 @@ def render_markdown(rows: Sequence[dict[str, str]], layer: str = "final", probe:
         cells = table_cells(per_setting)
         rho, p, n = spearman_with_paper(cells)
         seeds = sorted({s for f in per_setting.values() for v in f.values() for s in v})
-        lines += [f"## {method}, tier `{tier}`", "",
-                  f"Seeds: {', '.join(map(str, seeds))}. Spearman's rank correlation with the paper over "
+        lines += [f"## {method}, tier `{tier}`", ""]
+        if tier in TIER_NOTES:
+            lines += [f"> {TIER_NOTES[tier]}", ""]
+        lines += [f"Seeds: {', '.join(map(str, seeds))}. Spearman's rank correlation with the paper over "
                   f"{n} cells: rho = {rho:.2f} (p = {p:.2g}).", ""]
         if images and (method, tier) in images:
             lines += [f"![R^2 per setting and factor]({images[(method, tier)]})", ""]

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from .cli_options import SEED
+from .cli_options import BALANCED_HELP, SEED, SPLIT_HELP
 from .errors import Causal3DIdentError
 
 # Commands that live in other modules: name -> "module:attribute". Loaded on use only, so that
@@ -116,21 +116,28 @@ def main() -> None:
               help="independent: keep all other latents (paper); interventional: redraw descendants via the SCM.")
 @click.option("--intervene", "interventions", multiple=True,
               help="do(latent=value) or shifted distribution, e.g. 'hue_bg~uniform(0.5,1)'. Repeatable.")
+@click.option("--balanced-classes", is_flag=True, help=BALANCED_HELP)
+@click.option("--split", default=None, help=SPLIT_HELP)
 @click.option("--shard", type=int, default=None, help="Write only shard i (0-based) of --num-shards.")
 @click.option("--num-shards", type=int, default=None, help="Number of shards the job is split into.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 def latents(preset: str, n: int, seed: int, out: Path, pairs: str | None, lt_sigma: float, lt_mode: str,
-            interventions: tuple[str, ...], shard: int | None, num_shards: int | None, overwrite: bool) -> None:
+            interventions: tuple[str, ...], balanced_classes: bool, split: str | None, shard: int | None,
+            num_shards: int | None, overwrite: bool) -> None:
     """Sample latents from an SCM preset into a new dataset file (no images yet)."""
     from .generate import build_config, shard_range, write_latents_file
+    from .splits import choose_split
     from .store import check_output
 
     check_output(out, overwrite)
-    config = build_config(preset, n, interventions=interventions, pairs=pairs, lt_sigma=lt_sigma, lt_mode=lt_mode)
+    split = choose_split(split, out)
+    config = build_config(preset, n, interventions=interventions, pairs=pairs, lt_sigma=lt_sigma, lt_mode=lt_mode,
+                          balanced_classes=balanced_classes)
     start, stop = shard_range(n, shard, num_shards)
-    write_latents_file(out, config, seed, shard=shard, num_shards=num_shards, overwrite=overwrite)
+    write_latents_file(out, config, seed, shard=shard, num_shards=num_shards, overwrite=overwrite, split=split)
     names = ", ".join(p["name"] for p in config["pairs"]) or "none"
-    click.echo(f"wrote {out}: samples {start}..{stop - 1} of {n}, seed {seed}, pairs: {names}")
+    click.echo(f"wrote {out}: samples {start}..{stop - 1} of {n}, seed {seed}, split {split}, "
+               f"{'balanced classes, ' if balanced_classes else ''}pairs: {names}")
 
 
 @main.command()
@@ -147,6 +154,8 @@ def info(path: Path, as_json: bool) -> None:
     config = data["config"]
     click.echo(f"{data['path']}: Causal3DIdent dataset, schema v{data['schema_version']}")
     click.echo(f"  samples:   {data['num_samples']}  (seed {data['seed']})")
+    click.echo(f"  split:     {data['split'] or 'not recorded (an older file)'}"
+               + (", classes balanced" if config.get("balanced_classes") else ""))
     click.echo("  classes:   " + ", ".join(f"{c} {k}" for c, k in data["class_counts"].items()))
     if data["images"] is None:
         click.echo("  images:    not rendered")

@@ -58,3 +58,9 @@ def _option(param: click.Parameter | None, default: str) -> str:
 
 SEED = SeedType()
 SEEDS = SeedListType()
+
+BALANCED_HELP = ("Exactly equal counts of every class the preset draws (n / 7 each; --n must divide), in a seeded "
+                 "random order; the other latents still follow their mechanisms given the class. The original "
+                 "release's layout (c3di export --format original) needs it.")
+SPLIT_HELP = ("Split the file records (train, test, ...; c3di export names its folder <split>set/ after it); "
+              "default: the output's name if it starts with train/test (train.h5, test-lz4.h5), else train.")

@@ -26,14 +26,16 @@ from .checksums import read_checked, seal, stored
 from .cli import on_interrupt
 from .codecs import CODECS, write_images
 from .errors import ConfigError, DatasetFileError, OutputExistsError
-from .latents import CLASS_NAMES, LATENT_NAMES
-from .original_layout import EXPECTED, OriginalSplit, detect_layout, find_split, write_pngs, write_split
+from .latents import CLASS_NAMES, LATENT_NAMES, NUM_CLASSES
+from .original_layout import (EXPECTED, OriginalSplit, detect_layout, find_split, write_3dident_split, write_pngs,
+                              write_split)
 from .outputs import check_writable_folder
+from .splits import NAMED_SPLITS, check_split, recorded_split
 from .staging import staged_folder
 from .store import atomic_h5, check_output, create_image_dataset, open_dataset, write_core
 
 BLOCK = 256
-FORMATS = ("original", "csv", "parquet")
+FORMATS = ("original", "3dident", "csv", "parquet")
 
 
 def default_workers() -> int:
@@ -71,7 +73,8 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], *, spli
               "images": {"source": f"PNG files of the original {data.layout} release", "resolution": height}}
     with atomic_h5(out, overwrite) as f, ThreadPoolExecutor(workers or default_workers()) as pool, \
             _bar(n, f"converting {data.folder.name}", progress) as bar:
-        write_core(f, latents=data.latents, classes=data.classes, indices=np.arange(n), config=config, seed=0)
+        write_core(f, latents=data.latents, classes=data.classes, indices=np.arange(n), config=config, seed=0,
+                   split=split or _folder_split(data.folder))
         images = create_image_dataset(f, "images", n, height, width, compression)
         for lo in range(0, n, BLOCK):
             block = data.read(range(lo, min(n, lo + BLOCK)), pool)  # refuses an image of another size
@@ -82,35 +85,73 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], *, spli
     return Path(out)
 
 
+def _folder_split(folder: Path) -> str | None:
+    """The split an original-layout folder's name gives (``trainset`` -> train, ``test`` -> test), else None."""
+    name = folder.name
+    if name.endswith("set") and name != "set":
+        name = name.removesuffix("set")
+    elif name not in NAMED_SPLITS:
+        return None
+    try:
+        return check_split(name)
+    except ConfigError:
+        return None
+
+
 def export(path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, fmt: str = "original",
            split: str | None = None, overwrite: bool = False, workers: int | None = None,
-           progress: bool = False) -> Path:
-    """Write an HDF5 file's split as the original layout or as PNGs + a CSV or Parquet table; returns the folder
-    written. ``progress``: a bar on stderr."""
+           progress: bool = False, unbalanced: str = "refuse", notes: list[str] | None = None) -> Path:
+    """Write an HDF5 file's split as the original Causal3DIdent or 3DIdent layout or as PNGs + a CSV or Parquet
+    table; returns the folder written. ``progress``: a bar on stderr.
+
+    ``split`` (the folder ``<split>set/``; default: the split the file records, else the file's stem, with a
+    line in ``notes``). The original layout needs every class equally often (ssl_identifiability's loader
+    takes 7 x class 0's count as its length): ``unbalanced`` says what to do with a file that is not:
+    'refuse' (a ``ConfigError`` saying how to fix it), 'trim' (the first m samples of each class, m the
+    smallest count) or 'keep' (all, as they are).
+    """
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; choose {' or '.join(FORMATS)}")
+    if unbalanced not in UNBALANCED:
+        raise ConfigError(f"--unbalanced {unbalanced!r}: choose {', '.join(UNBALANCED)}")
+    if unbalanced != "refuse" and fmt != "original":
+        raise ConfigError(f"--unbalanced is for --format original (equal counts per class); drop it for --format {fmt}")
     path, out_dir = Path(path), Path(out_dir)
-    split = split or path.stem
+    split = None if split is None else check_split(split)
     with open_dataset(path) as f:
         latents, classes, index = f["latents"][...], f["classes"][...], f["index"][...]
+        if split is None:
+            split = recorded_split(f)
+            if split is None:
+                split = path.stem
+                if notes is not None:
+                    notes.append(f"{path.name} records no split (written before files did): the folder is named "
+                                 f"after the file, {split}{'set' if fmt in LAYOUTS else ''}; pass --split train or "
+                                 f"--split test for the release's trainset/ or testset/")
         has_images = "images" in f
-        target = out_dir / f"{split}set" if fmt == "original" else out_dir
-        _check_target(target if fmt == "original" else out_dir / f"{split}.{fmt}", overwrite)
-        if fmt != "original":
+        target = out_dir / f"{split}set" if fmt in LAYOUTS else out_dir
+        _check_target(target if fmt in LAYOUTS else out_dir / f"{split}.{fmt}", overwrite)
+        if fmt not in LAYOUTS:
             _check_target(out_dir / "images" / split, overwrite)
         check_writable_folder(out_dir, "DIR")
         if fmt == "parquet":
             _pyarrow()
-        if fmt == "original" and not has_images:
+        if fmt in LAYOUTS and not has_images:
             raise DatasetFileError(f"{path} has no images; the original layout needs them: render the file first, "
                                    f"or export only the table with --format csv or parquet")
+        rows = _rows_to_export(path, fmt, classes, unbalanced, notes)
+        if rows is not None:
+            latents, classes, index = latents[rows], classes[rows], index[rows]
         bar = _bar(len(latents) if has_images else 0, f"exporting {path.name}", progress and has_images)
-        blocks = _blocks(f["images"], stored(f, "images"), bar) if has_images else iter(())
+        blocks = _blocks(f["images"], stored(f, "images"), bar, rows) if has_images else iter(())
         workers = workers or default_workers()
         with bar:
-            if fmt == "original":
+            if fmt in LAYOUTS:
                 with staged_folder(target) as staging:  # replaces an earlier export whole, never mixes with it
-                    write_split(staging, latents, classes, blocks, workers)
+                    if fmt == "original":
+                        write_split(staging, latents, classes, blocks, workers)
+                    else:
+                        write_3dident_split(staging, latents, blocks, workers)
             else:
                 files = [f"images/{split}/{i:06d}.png" for i in index]
                 images_dir = out_dir / "images" / split
@@ -124,16 +165,68 @@ def export(path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, fmt
     return target
 
 
+UNBALANCED = ("refuse", "trim", "keep")
+LAYOUTS = ("original", "3dident")
+"""Formats that write a release's folder layout, ``DIR/<split>set/``."""
+
+
+def _rows_to_export(path: Path, fmt: str, classes: np.ndarray, unbalanced: str,
+                    notes: list[str] | None) -> np.ndarray | None:
+    """The rows of the file to export (None: all), after checking the layout can hold its classes."""
+    counts = np.bincount(classes, minlength=NUM_CLASSES)
+    present = [f"{CLASS_NAMES[c]} {k}" for c, k in enumerate(counts) if k]
+    if fmt == "3dident":
+        if counts[1:].any():
+            raise ConfigError(f"{path} holds other classes than the teapot ({', '.join(present)}); 3DIdent's layout "
+                              f"has one class: render with --preset 3dident, or export --format original")
+        return None
+    if fmt != "original" or (counts == counts[0]).all() and counts[0] > 0:
+        return None
+    listed = ", ".join(f"{CLASS_NAMES[c]} {k}" for c, k in enumerate(counts))
+    if unbalanced == "keep":
+        if notes is not None:
+            notes.append(f"exported unbalanced classes ({listed}): the original training code takes 7 x class 0's "
+                         f"count as its length, so it fails with IndexError or skips samples on this export")
+        return None
+    if unbalanced == "trim" and counts.min() > 0:
+        m = int(counts.min())
+        rows = np.sort(np.concatenate([np.flatnonzero(classes == c)[:m] for c in range(NUM_CLASSES)]))
+        if notes is not None:
+            notes.append(f"--unbalanced trim: exported the first {m} samples of each class, {NUM_CLASSES * m} of "
+                         f"{len(classes)} ({len(classes) - NUM_CLASSES * m} left out)")
+        return rows
+    if counts[1:].sum() == 0:
+        raise ConfigError(f"{path} holds only teapots ({counts[0]}): that is 3DIdent, whose layout is "
+                          f"--format 3dident; the original Causal3DIdent layout needs all 7 classes")
+    if counts.min() == 0:
+        raise ConfigError(f"{path} has no samples of {', '.join(CLASS_NAMES[c] for c in np.flatnonzero(counts == 0))} "
+                          f"({listed}); the original layout needs every class equally often: render with "
+                          f"--balanced-classes, or pass --unbalanced keep to export it as it is")
+    m = int(counts.min())
+    raise ConfigError(f"{path} is not balanced over the classes ({listed}); the original training code takes 7 x "
+                      f"class 0's count as its length and fails on it: render with --balanced-classes (--n a "
+                      f"multiple of 7), or pass --unbalanced trim (the first {m} of each class, "
+                      f"{len(classes) - NUM_CLASSES * m} left out) or --unbalanced keep (as it is)")
+
+
 def _check_target(target: Path, overwrite: bool) -> None:
     if target.exists() and not overwrite and (target.is_file() or any(target.iterdir())):
         raise OutputExistsError(f"{target} already exists; pass --overwrite to replace it or choose another DIR")
 
 
-def _blocks(images: h5py.Dataset, recorded: np.ndarray | None, bar: Any = None) -> Iterator[np.ndarray]:
-    """The images in blocks, each image checked against its checksum (a damaged one stops the export);
-    ``bar`` counts a block once the next one is asked for (written)."""
+def _blocks(images: h5py.Dataset, recorded: np.ndarray | None, bar: Any = None,
+            rows: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """The images (only ``rows``, sorted, if given) in blocks, each image checked against its checksum (a damaged
+    one stops the export); ``bar`` counts a block once the next one is asked for (written)."""
     for lo in range(0, images.shape[0], BLOCK):
-        block = read_checked(images, lo, min(images.shape[0], lo + BLOCK), recorded)
+        hi = min(images.shape[0], lo + BLOCK)
+        if rows is not None:
+            wanted = rows[np.searchsorted(rows, lo):np.searchsorted(rows, hi)]
+            if not len(wanted):
+                continue
+        block = read_checked(images, lo, hi, recorded)
+        if rows is not None:
+            block = block[wanted - lo]
         yield block
         if bar is not None:
             bar.update(len(block))
@@ -272,17 +365,26 @@ def repack_command(path: Path, out: Path, compression: str, overwrite: bool, qui
 @click.argument("path", type=click.Path(path_type=Path))
 @click.argument("out_dir", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="original",
-              help="original: <split>set/images_{c}/*.png + raw_latents_{c}.npy; "
+              help="original: <split>set/images_{c}/*.png + raw_latents_{c}.npy (Causal3DIdent's release); "
+                   "3dident: <split>set/images/*.png + raw_latents.npy (3DIdent's, teapot only); "
                    "csv / parquet: images/<split>/*.png + <split>.csv / <split>.parquet (the layout "
                    "croissant.json describes).")
-@click.option("--split", default=None, help="Split name used in the layout (default: the file's stem).")
+@click.option("--split", default=None,
+              help="Split name used in the layout (default: the split the file records; older files: its stem).")
+@click.option("--unbalanced", type=click.Choice(UNBALANCED), default="refuse", show_default=True,
+              help="--format original with unequal class counts (the original loader fails on them): refuse; "
+                   "trim: the first m samples of each class (m = the smallest count); keep: all, as they are.")
 @click.option("--workers", type=int, default=None, help="Threads encoding PNGs (default: up to 8).")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier export (swapped in once the new one is complete).")
 @QUIET_OPTION
-def export_command(path: Path, out_dir: Path, fmt: str, split: str | None, workers: int | None,
+def export_command(path: Path, out_dir: Path, fmt: str, split: str | None, unbalanced: str, workers: int | None,
                    overwrite: bool, quiet: bool) -> None:
-    """Export an HDF5 dataset file as PNGs with .npy latents (original layout) or with a CSV or Parquet table."""
+    """Export an HDF5 dataset file as PNGs with .npy latents (original layouts) or with a CSV or Parquet table."""
     on_interrupt("nothing was kept: the partial export was removed and an earlier export in "
                  f"{out_dir} is as it was; rerunning the same command starts over")
-    target = export(path, out_dir, fmt=fmt, split=split, overwrite=overwrite, workers=workers, progress=not quiet)
+    notes: list[str] = []
+    target = export(path, out_dir, fmt=fmt, split=split, overwrite=overwrite, workers=workers, progress=not quiet,
+                    unbalanced=unbalanced, notes=notes)
+    for note in notes:
+        click.echo(f"NOTE: {note}", err=True)
     click.echo(f"wrote {target}")

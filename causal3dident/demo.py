@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -119,4 +121,17 @@ def demo_command(out: Path, n: int, test_n: int, resolution: int, quality: str, 
     for path in demo_figures(out):
         click.echo(f"wrote {path}")
     click.echo(f"\ndone in {time.monotonic() - start:.0f} s: see {board} and {out / 'sample_grid.png'}; "
-               f"'c3di info {out / 'train.h5'}' describes the data")
+               f"'{c3di_command()} info {out / 'train.h5'}' describes the data")
+    venv = Path(sys.prefix)
+    if shutil.which("c3di") is None and sys.prefix != sys.base_prefix:
+        click.echo(f"(to type plain 'c3di', enter the environment first: source {venv / 'bin' / 'activate'})")
+
+
+def c3di_command() -> str:
+    """How to call c3di from the user's shell: plain ``c3di`` when that is this one on PATH, else its full path
+    (after ``scripts/setup.sh`` the shell is outside the virtual environment)."""
+    ours = Path(sys.executable).with_name("c3di")
+    found = shutil.which("c3di")
+    if found is not None and (not ours.exists() or Path(found).resolve() == ours.resolve()):
+        return "c3di"
+    return str(ours) if ours.exists() else "c3di"

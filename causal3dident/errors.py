@@ -37,3 +37,7 @@ class UnwritableOutputError(Causal3DIdentError, OSError):
 
 class DownloadError(Causal3DIdentError, OSError):
     """A release file cannot be downloaded, or what arrived is not the published file (size or MD5 differ)."""
+
+
+class MissingDependencyError(Causal3DIdentError, ImportError):
+    """An optional dependency the command needs is not installed (e.g. bpy for rendering)."""

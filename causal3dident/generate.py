@@ -18,8 +18,9 @@ import numpy as np
 
 from . import codecs, diskspace, noise
 from .errors import ConfigError, DatasetFileError
-from .latents import NUM_LATENTS
+from .latents import CLASS_NAMES, NUM_CLASSES, NUM_LATENTS
 from .scm import SCM, Intervention, load_preset
+from .splits import choose_split
 from .store import atomic_h5, check_output, open_dataset, write_core, write_pair_latents
 from .transformations import PAPER_SIGMA, LatentTransformation, parse_transformations
 
@@ -30,14 +31,20 @@ ROW_CHUNK = 65536
 
 def build_config(preset: str | os.PathLike[str] | SCM, n: int, *, interventions: Iterable[str] = (),
                  pairs: str | Iterable[str] | None = None, lt_sigma: float = PAPER_SIGMA,
-                 lt_mode: str = "independent") -> dict[str, Any]:
-    """The JSON-able config of a dataset: validated here so that errors surface before any work."""
+                 lt_mode: str = "independent", balanced_classes: bool = False) -> dict[str, Any]:
+    """The JSON-able config of a dataset: validated here so that errors surface before any work.
+
+    ``balanced_classes``: every class the SCM draws gets exactly n / k samples (k such classes), in a
+    seeded random order (``balanced_class_labels``); recorded as ``balanced_classes: true``.
+    """
     if n <= 0:
         raise ConfigError(f"--n must be a positive number of samples, got {n}")
     scm = preset if isinstance(preset, SCM) else load_preset(preset)
     parsed = [Intervention.parse(s) for s in interventions]
-    scm.intervene(parsed)  # validates
-    return {
+    intervened = scm.intervene(parsed)  # validates
+    if balanced_classes:
+        balanced_support(intervened.class_weights, n)
+    config = {
         "generator_version": GENERATOR_VERSION,
         "preset": scm.to_dict(),
         "interventions": [iv.spec for iv in parsed],
@@ -45,6 +52,45 @@ def build_config(preset: str | os.PathLike[str] | SCM, n: int, *, interventions:
         "num_samples_total": int(n),
         "noise_block": noise.BLOCK,
     }
+    if balanced_classes:  # only then: the configs (and job ids) of files drawn the usual way stay as they were
+        config["balanced_classes"] = True
+    return config
+
+
+BALANCED_STREAM = "classes/balanced"
+"""Noise stream whose uniforms order the balanced class labels (one per sample)."""
+
+
+def balanced_support(class_weights: np.ndarray, n: int) -> np.ndarray:
+    """The classes a balanced draw of ``n`` samples uses (those of non-zero weight), after checking that the
+    weights are equal and ``n`` divides among them; a ``ConfigError`` naming the fix otherwise."""
+    weights = np.asarray(class_weights, dtype=np.float64)
+    support = np.flatnonzero(weights > 0)
+    if not np.allclose(weights[support], weights[support[0]], rtol=1e-9, atol=0):
+        listed = ", ".join(f"{CLASS_NAMES[c]} {weights[c]:.3g}" for c in support)
+        raise ConfigError(f"--balanced-classes gives every class the same count, but the class weights differ "
+                          f"({listed}); make them equal (0 leaves a class out) or drop --balanced-classes")
+    k = len(support)
+    if n % k:
+        lower, upper = n - n % k, n + k - n % k
+        which = (f"the {k} classes" if k == NUM_CLASSES else
+                 f"the {k} classes drawn ({', '.join(CLASS_NAMES[c] for c in support)})")
+        raise ConfigError(f"--balanced-classes needs --n divisible by {which} for exactly equal counts; "
+                          f"{n} is not: use --n {lower if lower else upper}" + (f" or {upper}" if lower else ""))
+    return support
+
+
+def balanced_class_labels(class_weights: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Classes int64 [n] of a balanced draw: n / k of each of the k classes of non-zero weight, shuffled.
+
+    The order is the argsort of one counter-based uniform per sample (stream ``classes/balanced``), so it
+    depends only on (seed, n, classes) and shard i of k is rows [start, stop) of it (1 byte + 16 bytes of
+    scratch per sample of the whole job).
+    """
+    support = balanced_support(class_weights, n)
+    labels = np.repeat(support.astype(np.int8), n // len(support))
+    keys = noise.uniforms(seed, BALANCED_STREAM, 0, n, 1)[0]
+    return labels[np.argsort(keys, kind="stable")].astype(np.int64)
 
 
 def scm_from_config(config: Mapping[str, Any]) -> SCM:
@@ -64,7 +110,10 @@ def latents_for_config(config: Mapping[str, Any], seed: int, start: int, count: 
         raise ConfigError(f"this config was made with noise block {config['noise_block']}, "
                           f"this package uses {noise.BLOCK}; use the causal3dident version that wrote it")
     scm = scm_from_config(config)
-    latents, classes = scm.sample(count, seed, start)
+    given = None
+    if config.get("balanced_classes"):
+        given = balanced_class_labels(scm.class_weights, int(config["num_samples_total"]), seed)[start:start + count]
+    latents, classes = scm.sample(count, seed, start, classes=given)
     pairs = {lt.name: lt.apply(latents, classes, seed=seed, start=start, scm=scm)
              for lt in transformations_from_config(config)}
     return {"latents": latents, "classes": classes, "indices": np.arange(start, start + count, dtype=np.int64),
@@ -90,8 +139,10 @@ def shard_range(n: int, shard: int | None, num_shards: int | None) -> tuple[int,
 
 def write_latents_file(path: str | os.PathLike[str], config: Mapping[str, Any], seed: int, *,
                        shard: int | None = None, num_shards: int | None = None,
-                       overwrite: bool = False) -> Path:
-    """Generate the latents (and pair latents) of ``config`` and write a new dataset file."""
+                       overwrite: bool = False, split: str | None = None) -> Path:
+    """Generate the latents (and pair latents) of ``config`` and write a new dataset file; ``split``: the split
+    it records (default: the one ``path``'s name implies, else 'train'; ``causal3dident.splits``)."""
+    split = choose_split(split, path)
     n = int(config["num_samples_total"])
     start, stop = shard_range(n, shard, num_shards)
     pairs = transformations_from_config(config)
@@ -101,7 +152,7 @@ def write_latents_file(path: str | os.PathLike[str], config: Mapping[str, Any], 
     data = latents_for_config(config, seed, start, stop - start)
     with atomic_h5(path, overwrite, size_hint=size) as f:
         write_core(f, latents=data["latents"], classes=data["classes"], indices=data["indices"],
-                   config=dict(config), seed=seed)
+                   config=dict(config), seed=seed, split=split)
         if num_shards is not None:
             f.attrs["shard"] = json.dumps(shard_record(latents_job_id(config, seed), shard, num_shards, start, stop,
                                                        n))
@@ -165,7 +216,7 @@ def merge_files(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[
 
 
 SHARD_KEYS = ("index", "count", "start", "stop")
-SAME_ATTRS = ("format", "schema_version", "seed", "config", "render_settings", "blender_version")
+SAME_ATTRS = ("format", "schema_version", "seed", "config", "render_settings", "blender_version", "split")
 """Root attributes every shard of one job has alike (the rest, e.g. 'created', differ per file)."""
 
 

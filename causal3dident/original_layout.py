@@ -2,7 +2,7 @@
 
 Causal3DIdent: ``{train,test}set/images_{c}/<j>.png`` with ``raw_latents_{c}.npy`` and
 ``latents_{c}.npy`` for classes c = 0..6; 3DIdent: ``{train,test}set/images/<j>.png`` with
-``raw_latents.npy`` (one class, the teapot). Image j of a folder of n is named ``str(j).zfill(ceil(log10 n))``
+``raw_latents.npy`` and ``latents.npy`` (one class, the teapot). Image j of a folder of n is named ``str(j).zfill(ceil(log10 n))``
 (ssl_identifiability's rule); any zero padding is accepted when reading, but two files for one image
 (``1.png`` and ``01.png``) are refused, as is an image of another size than the others. The original order is class 0's
 images in index order, then class 1's, and so on; ``raw_latents`` are our latents, column for column.
@@ -26,6 +26,10 @@ CAUSAL3DIDENT = "causal3dident"
 THREEDIDENT = "3dident"
 ORIGINAL_LATENT_SCALE = np.array([2.0] * 3 + [math.pi / 2] * 7, dtype=np.float32)
 """``latents_{c}.npy`` = ``raw_latents_{c}.npy`` * this (positions x 2, the rest x pi/2), as in the release."""
+
+THREEDIDENT_LATENT_SCALE = np.array([3.0] * 3 + [math.pi / 2] * 7, dtype=np.float32)
+"""3DIdent's ``latents.npy`` = ``raw_latents.npy`` * this (positions x 3, the rest x pi/2), as cl-ica's
+``tools/3dident/generate_clevr_dataset_latents.py`` saves them for box latents; its loader reads only the raw."""
 
 EXPECTED = ("the original layout: <root>/{split}set/images_0..6/*.png with raw_latents_0..6.npy "
             "(Causal3DIdent), or <root>/{split}set/images/*.png with raw_latents.npy (3DIdent)")
@@ -181,6 +185,17 @@ def write_split(folder: Path, latents: np.ndarray, classes: np.ndarray, images: 
         np.save(folder / f"latents_{c}.npy", raw * ORIGINAL_LATENT_SCALE)
     paths = (folder / f"images_{c}" / png_name(int(r), int(counts[c])) for c, r in zip(classes, rank))
     write_pngs(paths, images, workers)
+
+
+def write_3dident_split(folder: Path, latents: np.ndarray, images: Iterable[np.ndarray], workers: int = 1) -> None:
+    """Write a 3DIdent-layout split: ``images/<j>.png`` (zero-padded to ceil(log10 n) digits), ``raw_latents.npy``
+    (float32 [n, 10], C order: faiss in cl-ica's loader takes only that) and ``latents.npy`` (scene units)."""
+    raw = np.ascontiguousarray(latents, dtype=np.float32)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    np.save(folder / "raw_latents.npy", raw)
+    np.save(folder / "latents.npy", raw * THREEDIDENT_LATENT_SCALE)
+    n = len(raw)
+    write_pngs((folder / "images" / png_name(j, n) for j in range(n)), images, workers)
 
 
 def write_pngs(paths: Iterable[Path], images: Iterable[np.ndarray], workers: int = 1) -> None:

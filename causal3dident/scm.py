@@ -167,22 +167,32 @@ class SCM:
         return [(p, n) for n in self.order for p in self.mechanisms[n].parents]
 
     # -- sampling ------------------------------------------------------------------------------
-    def sample(self, n: int, seed: int, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Latents float32 [n, 10] and classes int64 [n] for sample indices [start, start + n)."""
+    def sample(self, n: int, seed: int, start: int = 0,
+               classes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Latents float32 [n, 10] and classes int64 [n] for sample indices [start, start + n).
+
+        ``classes`` (int [n]): take these classes instead of drawing them (``balanced_classes``); the latents
+        are still drawn from their mechanisms given the class, from the same noise as otherwise.
+        """
         if n < 0 or start < 0:
             raise ConfigError(f"n and start must be >= 0, got n={n}, start={start}")
+        if classes is not None and np.shape(classes) != (n,):
+            raise ValueError(f"classes must have shape ({n},), got {np.shape(classes)}")
         latents = np.empty((n, NUM_LATENTS), dtype=np.float32)
-        classes = np.empty(n, dtype=np.int64)
+        out_classes = np.empty(n, dtype=np.int64)
 
         def run(lo: int, hi: int) -> None:
-            latents[lo - start: hi - start], classes[lo - start: hi - start] = self._sample_range(seed, lo, hi)
+            given = None if classes is None else classes[lo - start: hi - start]
+            latents[lo - start: hi - start], out_classes[lo - start: hi - start] = \
+                self._sample_range(seed, lo, hi, given)
 
         noise.map_blocks(run, start, start + n)
-        return latents, classes
+        return latents, out_classes
 
-    def _sample_range(self, seed: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    def _sample_range(self, seed: int, start: int, stop: int,
+                      given: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         u = noise.uniforms(seed, SCM_STREAM, start, stop, SCM_NOISE_WIDTH)
-        classes = categorical_ppf(u[0], self.class_weights)
+        classes = categorical_ppf(u[0], self.class_weights) if given is None else np.asarray(given, np.int64)
         values: dict[str, np.ndarray] = {}
         for name in self.order:
             col = 1 + LATENT_NAMES.index(name)

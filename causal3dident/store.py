@@ -95,8 +95,9 @@ def atomic_h5(path: str | os.PathLike[str], overwrite: bool = False, *,
 
 
 def write_core(f: h5py.File, *, latents: np.ndarray, classes: np.ndarray, indices: np.ndarray,
-               config: Mapping[str, Any], seed: int) -> None:
-    """Write latents, classes, sample indices and the provenance attributes (schema v1)."""
+               config: Mapping[str, Any], seed: int, split: str | None = None) -> None:
+    """Write latents, classes, sample indices and the provenance attributes (schema v1); ``split``: the
+    root attribute ``split`` (``causal3dident.splits``), if given."""
     latents = np.asarray(latents, dtype=np.float32)
     classes = np.asarray(classes, dtype=np.int64)
     if latents.ndim != 2 or latents.shape[1] != NUM_LATENTS or classes.shape != (len(latents),):
@@ -113,6 +114,8 @@ def write_core(f: h5py.File, *, latents: np.ndarray, classes: np.ndarray, indice
     f.attrs["config"] = json.dumps(config, sort_keys=True)
     f.attrs["package_version"] = package_version()
     f.attrs["created"] = utc_now()
+    if split is not None:
+        f.attrs["split"] = split
 
 
 def write_pair_latents(f: h5py.File, name: str, latents: np.ndarray, transformation: Mapping[str, Any]) -> None:
@@ -294,6 +297,7 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
             "pairs": {name: {"images": "images" in f["pairs"][name]} for name in pair_names(f)},
             "pixel_checksums": _has_checksums(f),
             "seed": int(f.attrs["seed"]),
+            "split": _as_str(f.attrs["split"]) if "split" in f.attrs else None,
             "package_version": _as_str(f.attrs["package_version"]),
             "created": _as_str(f.attrs["created"]),
             "config": read_config(f),

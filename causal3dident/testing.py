@@ -61,9 +61,9 @@ def draw_images(latents: np.ndarray, classes: np.ndarray, resolution: int = 32) 
 
 def make_synthetic_dataset(path: str | os.PathLike[str], n: int = 64, resolution: int = 32, *,
                            pairs: Sequence[str] = ("hues",), seed: int = 0, preset: str = "causal3dident",
-                           overwrite: bool = False) -> Path:
+                           overwrite: bool = False, balanced_classes: bool = False) -> Path:
     """A complete dataset file with ``draw_images`` pixels for anchors and every pair's views."""
-    config = build_config(preset, n, pairs=list(pairs))
+    config = build_config(preset, n, pairs=list(pairs), balanced_classes=balanced_classes)
     config["images"] = {"source": "causal3dident.testing.draw_images", "resolution": resolution}
     path = write_latents_file(path, config, seed, overwrite=overwrite)
     with open_dataset(path, "r+") as f:

@@ -10,11 +10,12 @@ from typing import Any
 
 import click
 
-from ..cli_options import SEED
+from ..cli_options import BALANCED_HELP, SEED, SPLIT_HELP
 from ..errors import ConfigError
 from ..outputs import check_output_file
+from ..splits import choose_split
 from .config import QUALITY_PRESETS, parse_overrides, render_config
-from .devices import DEVICE_CHOICES, select_devices
+from .devices import DEVICE_CHOICES, require_bpy, select_devices
 from .job import DEFAULT_CHUNK_SIZE
 
 _device = click.option("--device", type=click.Choice(DEVICE_CHOICES, case_sensitive=False), default="auto",
@@ -54,6 +55,8 @@ def _resume_hint_on_ctrl_c(command: Callable[..., None]) -> Callable[..., None]:
 @click.option("--pairs", default=None, help="Transformations whose views to render too, e.g. 'hues,positions'; "
                                             "with SOURCE: which of its pairs (default all).")
 @click.option("--intervene", "interventions", multiple=True, help="As in 'c3di latents' (not with SOURCE).")
+@click.option("--balanced-classes", is_flag=True, help=BALANCED_HELP + " Not with SOURCE.")
+@click.option("--split", default=None, help=SPLIT_HELP + " With SOURCE: default the split SOURCE records.")
 @click.option("--resolution", type=int, default=224, help="Image side in pixels (paper: 224).")
 @_quality
 @_set
@@ -78,7 +81,8 @@ def _resume_hint_on_ctrl_c(command: Callable[..., None]) -> Callable[..., None]:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_resume_hint_on_ctrl_c
 def render(source: Path | None, preset: str, n: int | None, seed: int, pairs: str | None,
-           interventions: tuple[str, ...], resolution: int, quality: str, workers: int | None, device: str,
+           interventions: tuple[str, ...], balanced_classes: bool, split: str | None, resolution: int,
+           quality: str, workers: int | None, device: str,
            out: Path, shard: int | None, num_shards: int | None, assets: Path | None, chunk_size: int,
            overwrite: bool, backend: str, address: str | None, compression: str, quiet: bool,
            overrides: tuple[str, ...]) -> None:
@@ -91,14 +95,18 @@ def render(source: Path | None, preset: str, n: int | None, seed: int, pairs: st
 
     config = render_config(quality, resolution, **parse_overrides(overrides))
     if source is not None:
-        if n is not None or interventions:
-            raise ConfigError("SOURCE brings its own latents: drop --n/--intervene, or drop SOURCE to sample new ones")
-        inp = file_input(source, pairs=pairs, shard=shard, num_shards=num_shards)
+        if n is not None or interventions or balanced_classes:
+            raise ConfigError("SOURCE brings its own latents: drop --n/--intervene/--balanced-classes, or drop SOURCE "
+                              "to sample new ones")
+        inp = file_input(source, pairs=pairs, shard=shard, num_shards=num_shards, split=split)
     else:
         if n is None:
             raise ConfigError("give --n (samples to draw from --preset) or a dataset file SOURCE to render")
         inp = sampled_input(preset, n, seed, pairs=pairs, interventions=interventions, shard=shard,
-                            num_shards=num_shards)
+                            num_shards=num_shards, balanced_classes=balanced_classes,
+                            split=choose_split(split, output_path(out, shard, num_shards)))
+    if backend == "local":
+        require_bpy()  # after the options are checked, before any work; the ray backend's actors need it instead
     if backend == "ray":
         from tqdm import tqdm
 
@@ -143,6 +151,7 @@ def preview(out: Path, per_class: int, preset: str, seed: int, resolution: int, 
 
     check_output_file(out, overwrite)
     config = render_config(quality, resolution, **parse_overrides(overrides))
+    require_bpy()
     sheet = contact_sheet(preset, per_class, seed, config, select_devices(device), workers=workers, assets=assets)
     save_sheet(sheet, out)
     click.echo(f"wrote {out}: 7 classes x {per_class} latents at {resolution} px, quality {quality}")
@@ -169,6 +178,7 @@ def traversals(out: Path, steps: int, class_name: str | None, preset: str, seed:
 
     check_output_file(out, overwrite)
     config = render_config(quality, resolution, **parse_overrides(overrides))
+    require_bpy()
     sheet = traversal_sheet(preset, seed, steps, config, select_devices(device), class_name=class_name,
                             workers=workers, assets=assets)
     save_sheet(sheet, out)

@@ -6,13 +6,15 @@ GPU of that kind.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import platform
 import subprocess
 import sys
 from dataclasses import dataclass
 
-from ..errors import ConfigError
+from ..errors import ConfigError, MissingDependencyError
 
 GPU_KINDS = ("OPTIX", "CUDA", "HIP")
 """Cycles GPU backends we drive, in the order ``auto`` prefers them."""
@@ -32,6 +34,28 @@ for kind in %r:
     found += [{"kind": kind, "id": d.id, "name": d.name} for d in prefs.devices if d.type == kind]
 print("C3DI-DEVICES " + json.dumps(found))
 """
+
+
+BPY_PYTHON = (3, 11)
+"""The Python that bpy 5.0 (the render extra) exists for; its wheels also need numpy<2."""
+
+
+def require_bpy() -> None:
+    """A one-line ``MissingDependencyError`` saying what to install when rendering here cannot work: bpy is not
+    installed, or this Python has no bpy 5.0 at all (it exists for Python 3.11 only). Imports nothing."""
+    try:
+        if importlib.util.find_spec("bpy") is not None:
+            return
+    except (ImportError, ValueError):  # sys.modules["bpy"] = None (import blocked), or a broken install
+        pass
+    if sys.version_info[:2] != BPY_PYTHON:
+        raise MissingDependencyError(
+            f"rendering needs Blender's bpy 5.0, which exists for Python 3.11 only (this is Python "
+            f"{platform.python_version()}): render in a Python 3.11 environment with pip install "
+            f"'causal3dident[render]' (or --backend ray on a cluster that has it); loading data, the benchmark "
+            f"and every other command work here")
+    raise MissingDependencyError("rendering needs Blender's bpy 5.0, which is not installed: pip install "
+                                 "'causal3dident[render]' (it brings bpy and, as bpy needs, numpy<2)")
 
 
 @dataclass(frozen=True)

@@ -32,11 +32,12 @@ from ..codecs import filter_args, write_images
 from ..errors import ConfigError, DatasetFileError
 from ..generate import (build_config, latents_file_size, latents_for_config, latents_job_id, shard_range,
                         shard_record, transformations_from_config)
+from ..splits import check_split, infer_split, recorded_split
 from ..store import (atomic_h5, check_output, create_image_dataset, open_dataset, pair_names, read_config,
                      write_core, write_pair_latents)
 from . import assets as assets_mod
 from .config import RenderConfig
-from .devices import DeviceSpec
+from .devices import DeviceSpec, require_bpy
 from .lock import LOCK_NAME, OutputLock
 from .worker import ChunkError, Task, WorkerPool, WorkerSpec, chunk_problem, read_chunk, write_chunk
 
@@ -59,6 +60,8 @@ class JobInput:
     seed: int
     pairs: dict[str, tuple[np.ndarray, dict[str, Any]]] = field(default_factory=dict)
     shard: dict[str, int] | None = None
+    split: str | None = None
+    """The split the output records (``causal3dident.splits``)."""
 
     @property
     def streams(self) -> dict[str, np.ndarray]:
@@ -79,21 +82,24 @@ class JobInput:
 
 
 def sampled_input(preset: str, n: int, seed: int, *, pairs: str | None = None, interventions: Sequence[str] = (),
-                  shard: int | None = None, num_shards: int | None = None) -> JobInput:
+                  shard: int | None = None, num_shards: int | None = None, balanced_classes: bool = False,
+                  split: str | None = None) -> JobInput:
     """Latents drawn from an SCM preset, exactly as ``c3di latents`` draws them."""
-    config = build_config(preset, n, interventions=interventions, pairs=pairs)
+    config = build_config(preset, n, interventions=interventions, pairs=pairs, balanced_classes=balanced_classes)
     start, stop = shard_range(n, shard, num_shards)
     data = latents_for_config(config, seed, start, stop - start)
     lts = {lt.name: lt.to_dict() for lt in transformations_from_config(config)}
     return JobInput(latents=data["latents"], classes=data["classes"], indices=data["indices"], config=config,
                     seed=seed, pairs={name: (data["pairs"][name], lts[name]) for name in lts},
                     shard=None if num_shards is None else
-                    shard_record(latents_job_id(config, seed), shard, num_shards, start, stop, n))
+                    shard_record(latents_job_id(config, seed), shard, num_shards, start, stop, n), split=split)
 
 
 def file_input(path: str | os.PathLike[str], *, pairs: str | None = None, shard: int | None = None,
-               num_shards: int | None = None) -> JobInput:
-    """Latents (and pair latents) of an existing dataset file; ``pairs`` picks some of its pairs."""
+               num_shards: int | None = None, split: str | None = None) -> JobInput:
+    """Latents (and pair latents) of an existing dataset file; ``pairs`` picks some of its pairs; ``split``:
+    the split the output records (default: the one the file records, if any)."""
+    split = None if split is None else check_split(split)
     with open_dataset(path) as f:
         names = pair_names(f)
         wanted = names if pairs is None else [p.strip() for p in pairs.split(",") if p.strip()]
@@ -109,7 +115,8 @@ def file_input(path: str | os.PathLike[str], *, pairs: str | None = None, shard:
                             json.loads(f["pairs"][name].attrs["transformation"])) for name in wanted}
         own_shard = json.loads(f.attrs["shard"]) if "shard" in f.attrs else None
         inp = JobInput(latents=f["latents"][rows], classes=f["classes"][rows], indices=index,
-                       config=read_config(f), seed=int(f.attrs["seed"]), pairs=pair_data, shard=own_shard)
+                       config=read_config(f), seed=int(f.attrs["seed"]), pairs=pair_data, shard=own_shard,
+                       split=split or recorded_split(f))
         if num_shards is not None:
             inp.shard = shard_record(_file_job_id(f, wanted), shard, num_shards, start, stop, total)
     return inp
@@ -166,6 +173,8 @@ def run_job(inp: JobInput, out: Path, config: RenderConfig, devices: Sequence[De
         raise ConfigError(f"--chunk-size must be >= 1, got {chunk_size}")
     filter_args(compression)  # an unknown codec fails before any rendering
     backend = LocalBackend() if backend is None else backend
+    if isinstance(backend, LocalBackend):
+        require_bpy()
     meshes = assets_mod.resolve(assets, progress=progress)
     settings = render_settings(config, devices, meshes)
     out = check_output(out, overwrite=True)  # its folder exists and is writable: the lock goes there
@@ -456,7 +465,7 @@ def _assemble(inp: JobInput, out: Path, parts: Path, chunk_ids: Sequence[int], c
     streams = list(inp.streams)
     with atomic_h5(out, overwrite, size_hint=assembled_size(inp, parts, chunk_ids, compression)) as f:
         write_core(f, latents=inp.latents, classes=inp.classes, indices=inp.indices, config=inp.config,
-                   seed=inp.seed)
+                   seed=inp.seed, split=inp.split or infer_split(out))
         if inp.shard is not None:
             f.attrs["shard"] = json.dumps(inp.shard)
         for name, (z, transformation) in sorted(inp.pairs.items()):

@@ -15,7 +15,7 @@ from ..latents import CLASS_NAMES, LATENT_NAMES, NUM_CLASSES
 from ..outputs import make_parent, write_failed
 from . import assets as assets_mod
 from .config import RenderConfig
-from .devices import DeviceSpec
+from .devices import DeviceSpec, require_bpy
 from .job import worker_specs
 from .worker import Task, WorkerPool
 
@@ -48,6 +48,7 @@ def render_latents(latents: np.ndarray, classes: np.ndarray, config: RenderConfi
                    *, workers: int | None = None, assets: str | os.PathLike[str] | None = None,
                    per_task: int = 4, on_image: Callable[[], None] | None = None) -> np.ndarray:
     """uint8 [N, H, W, 3] images of some latents, rendered by worker processes (no files)."""
+    require_bpy()
     meshes = assets_mod.resolve(assets)
     tasks = [Task(key=i, classes=classes[a:a + per_task], streams={"images": latents[a:a + per_task]})
              for i, a in enumerate(range(0, len(latents), per_task))]

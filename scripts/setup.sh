@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
-"$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), "causal3dident needs Python 3.11 (bpy 5.0 is built for it); set PYTHON=/path/to/python3.11"'
+"$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), "the full install needs Python 3.11 (bpy 5.0, for rendering, is built for it); set PYTHON=/path/to/python3.11, or without rendering: pip install \".[load,bench]\" on any Python >= 3.11"'
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 if [ "$(uname -m)" = x86_64 ]; then

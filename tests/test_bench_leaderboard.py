@@ -137,3 +137,12 @@ def test_cli_writes_into_the_first_runs_folder_and_replaces_only_with_overwrite(
 def _mkdir(path: Path) -> Path:
     path.mkdir(parents=True)
     return path
+
+
+def test_a_smoke_leaderboard_says_it_only_proves_the_pipeline_runs_and_points_to_mini():
+    rows = rows_like_the_paper({0: 0.0})
+    smoke = render_markdown([dict(r, tier="smoke") for r in rows])
+    note = smoke.index("> The `smoke` tier only proves that the pipeline runs")
+    assert smoke.index("## simclr, tier `smoke`") < note < smoke.index("Seeds: 0.")
+    assert "c3di bench sweep --tier mini --data data/mini --render --out runs" in smoke
+    assert "only proves" not in render_markdown(rows)  # other tiers' numbers are results

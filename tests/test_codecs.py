@@ -82,7 +82,7 @@ def test_convert_writes_lz4_and_unknown_codecs_are_config_errors(tmp_path):
     from causal3dident.convert import export
 
     gz = make_synthetic_dataset(tmp_path / "gz.h5", n=16, resolution=32, seed=1)
-    export(gz, tmp_path / "orig", fmt="original")
+    export(gz, tmp_path / "orig", fmt="original", unbalanced="keep")
     result = CliRunner().invoke(main, ["convert", str(tmp_path / "orig"), str(tmp_path / "c.h5"),
                                        "--compression", "lz4"])
     assert result.exit_code == 0, result.output

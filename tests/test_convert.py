@@ -41,7 +41,7 @@ def test_convert_original_to_hdf5_keeps_order_values_and_stats(tmp_path) -> None
 
 
 def test_export_original_then_convert_back_is_identical(synthetic_h5, tmp_path) -> None:
-    export(synthetic_h5, tmp_path / "out", fmt="original")
+    export(synthetic_h5, tmp_path / "out", fmt="original", unbalanced="keep")
     folder = tmp_path / "out" / "trainset"
     with h5py.File(synthetic_h5, "r") as f:
         images, latents, classes = f["images"][...], f["latents"][...], f["classes"][...]
@@ -114,9 +114,10 @@ def test_refusals(synthetic_h5, tmp_path) -> None:
 
 def test_cli_commands_and_one_line_errors(synthetic_h5, tmp_path) -> None:
     runner = CliRunner()
-    result = runner.invoke(main, ["export", str(synthetic_h5), str(tmp_path / "exp"), "--workers", "2"])
+    result = runner.invoke(main, ["export", str(synthetic_h5), str(tmp_path / "exp"), "--workers", "2",
+                                   "--unbalanced", "keep"])
     assert result.exit_code == 0, result.output
-    again = runner.invoke(main, ["export", str(synthetic_h5), str(tmp_path / "exp")])
+    again = runner.invoke(main, ["export", str(synthetic_h5), str(tmp_path / "exp"), "--unbalanced", "keep"])
     assert again.exit_code == 2 and "already exists; pass --overwrite" in again.output
     result = runner.invoke(main, ["convert", str(tmp_path / "exp"), str(tmp_path / "train.h5")])
     assert result.exit_code == 0, result.output

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -12,6 +14,7 @@ from PIL import Image
 from causal3dident.benchmarks.tier_data import ensure_tier_data, split_specs
 from causal3dident.benchmarks.tiers import load_tier
 from causal3dident.cli import main
+from causal3dident.demo import c3di_command
 from causal3dident.errors import ConfigError
 from causal3dident.store import open_dataset
 from causal3dident.testing import make_synthetic_dataset
@@ -38,6 +41,8 @@ def test_demo_renders_loads_benchmarks_and_draws(assets_dir, tmp_path):
     assert {r["factor"] for r in rows} >= {"class", "hue_obj", "pos_x"}
     board = (out / "LEADERBOARD.md").read_text()
     assert "lt_hues" in board and "da_colour" in board
+    assert "The `smoke` tier only proves that the pipeline runs" in board and "--tier mini" in board
+    assert f"'{c3di_command()} info {out / 'train.h5'}' describes the data" in result.output
     for picture in ("sample_grid.png", "lt_pairs.png"):
         with Image.open(out / picture) as image:
             assert image.size[0] > 100 and image.size[1] > 100
@@ -64,3 +69,18 @@ def test_tiers_declare_their_data():
     assert "rotations_hues" in train.pairs and test.pairs == ()
     with pytest.raises(ConfigError, match="declares no data"):
         split_specs(dataclasses.replace(load_tier("smoke"), data={}))
+
+
+def test_the_closing_hint_names_a_c3di_the_users_shell_finds(monkeypatch, tmp_path):
+    """After scripts/setup.sh the shell is outside .venv: plain 'c3di' is then 'command not found'."""
+    ours = Path(sys.executable).with_name("c3di")
+    assert ours.exists()
+    monkeypatch.setenv("PATH", str(tmp_path))  # outside the environment: no c3di on PATH
+    assert c3di_command() == str(ours)
+    monkeypatch.setenv("PATH", f"{ours.parent}:{tmp_path}")  # inside it (activated)
+    assert c3di_command() == "c3di"
+    other = tmp_path / "c3di"  # another installation first on PATH: ours, by its full path
+    other.write_text("#!/bin/sh\n")
+    other.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{ours.parent}")
+    assert c3di_command() == str(ours)

@@ -113,7 +113,7 @@ def test_reading_writes_neither_the_file_nor_its_folder(gzip_h5: Path, tmp_path:
         assert sum(len(b[0]) for b in batches) == 64
         Causal3DIdent(gzip_h5, in_memory=True)[3]
         out = tmp_path / "out"
-        run_commands(("info", gzip_h5), ("verify", gzip_h5), ("export", gzip_h5, out / "export"),
+        run_commands(("info", gzip_h5), ("verify", gzip_h5), ("export", gzip_h5, out / "export", "--unbalanced", "keep"),
                      ("export", gzip_h5, out / "csv", "--format", "csv"),
                      ("card", gzip_h5, "--out", out / "card", "--no-figures"))
     finally:
@@ -216,7 +216,7 @@ def test_files_written_before_checksums_are_still_decoded_in_full(gzip_h5: Path)
 
 
 def test_every_writer_seals_checksums_of_the_pixels_and_the_statistics(synthetic_h5, lz4_h5, tmp_path) -> None:
-    export(synthetic_h5, tmp_path / "orig")
+    export(synthetic_h5, tmp_path / "orig", unbalanced="keep")
     converted = convert(tmp_path / "orig", tmp_path / "converted.h5")
     for path in (synthetic_h5, lz4_h5, converted):
         with h5py.File(path, "r") as f:
@@ -316,10 +316,10 @@ def test_export_overwrite_replaces_the_earlier_export_whole(tmp_path: Path) -> N
     large = make_synthetic_dataset(tmp_path / "large" / "train.h5", n=150, resolution=16, pairs=(), seed=2)
     for first, second in ((small, large), (large, small)):  # other zero padding, other sample counts
         out = tmp_path / f"export-{first.parent.name}"
-        export(first, out)
-        export(second, out, overwrite=True)
+        export(first, out, unbalanced="keep")
+        export(second, out, overwrite=True, unbalanced="keep")
         fresh = tmp_path / f"fresh-{first.parent.name}"
-        export(second, fresh)
+        export(second, fresh, unbalanced="keep")
         got, want = _pixels_by_file(out / "trainset"), _pixels_by_file(fresh / "trainset")
         assert sorted(got) == sorted(want)
         assert all(np.array_equal(got[name], want[name]) for name in want)
@@ -333,9 +333,10 @@ def test_a_killed_export_leaves_the_earlier_export_intact_and_the_rerun_cleans_u
     first = make_synthetic_dataset(tmp_path / "a" / "train.h5", n=40, resolution=16, pairs=(), seed=1)
     second = make_synthetic_dataset(tmp_path / "b" / "train.h5", n=2000, resolution=32, pairs=(), seed=2)
     out = tmp_path / "export"
-    export(first, out)
+    export(first, out, unbalanced="keep")
     before = {p.relative_to(out): sha256(p) for p in out.rglob("*") if p.is_file()}
-    proc = subprocess.Popen([C3DI, "export", str(second), str(out), "--overwrite", "--workers", "1"],
+    proc = subprocess.Popen([C3DI, "export", str(second), str(out), "--overwrite", "--workers", "1",
+                             "--unbalanced", "keep"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -348,14 +349,14 @@ def test_a_killed_export_leaves_the_earlier_export_intact_and_the_rerun_cleans_u
     assert {p.relative_to(out): sha256(p) for p in out.rglob("*") if p.is_file()
             and not p.relative_to(out).parts[0].startswith(".")} == before
     assert list(out.glob(".trainset.tmp-*"))  # the killed run's staging folder
-    export(second, out, overwrite=True)
+    export(second, out, overwrite=True, unbalanced="keep")
     assert sorted(p.name for p in out.iterdir()) == ["trainset"]
     assert len(OriginalSplit.open(out / "trainset").files) == 2000
 
 
 def test_the_original_layout_refuses_two_files_for_one_image(tmp_path: Path) -> None:
     path = make_synthetic_dataset(tmp_path / "train.h5", n=40, resolution=16, pairs=(), seed=1)
-    export(path, tmp_path / "export")
+    export(path, tmp_path / "export", unbalanced="keep")
     folder = tmp_path / "export" / "trainset" / "images_1"
     first = sorted(folder.iterdir())[0]
     shutil.copy(first, folder / f"0{first.name}")  # e.g. 0.png and 00.png: both image 0
@@ -369,7 +370,7 @@ def test_a_png_of_another_size_is_named(tmp_path: Path) -> None:
     from PIL import Image
 
     path = make_synthetic_dataset(tmp_path / "train.h5", n=40, resolution=16, pairs=(), seed=1)
-    export(path, tmp_path / "export")
+    export(path, tmp_path / "export", unbalanced="keep")
     folder = max((tmp_path / "export" / "trainset").glob("images_*"), key=lambda p: len(list(p.iterdir())))
     odd = sorted(folder.iterdir())[-1]  # not a class's first image, which sets the expected size
     Image.new("RGB", (20, 16)).save(odd)

@@ -128,6 +128,7 @@ def expected_images(n: int, side: int, chunk: int) -> np.ndarray:
     return np.concatenate([noise(c, 0, min(chunk, n - a), side) for c, a in enumerate(range(0, n, chunk))])
 
 
+@pytest.mark.render
 def test_kill_9_mid_assembly_then_the_rerun_removes_the_temporary(assets_dir: Path, tmp_path: Path) -> None:
     n, side, chunk = 1000, 64, 100
     out = tmp_path / "out.h5"
@@ -162,6 +163,7 @@ def test_many_unusable_chunks_are_named_in_a_few_lines(assets_dir: Path, tmp_pat
         assert np.array_equal(f["images"][...], expected_images(n, side, chunk))
 
 
+@pytest.mark.render
 def test_assembly_on_a_full_disk_is_one_line_and_keeps_everything(assets_dir: Path, small_tmpfs) -> None:
     disk = small_tmpfs("3m")
     n, side, chunk = 200, 32, 50
@@ -217,7 +219,7 @@ def test_kill_9_mid_repack_then_the_rerun_removes_the_temporary(noise_h5: Path, 
 def test_kill_9_mid_convert_then_the_rerun_removes_the_temporary(noise_h5: Path, tmp_path: Path) -> None:
     from causal3dident.convert import export
 
-    source = export(noise_h5, tmp_path / "original", fmt="original")
+    source = export(noise_h5, tmp_path / "original", fmt="original", unbalanced="keep")
     out = tmp_path / "converted.h5"
     tmp = kill_9_while_writing(c3di("convert", source, out), out, min_bytes=2**20)
     assert tmp.exists() and not out.exists()

@@ -117,7 +117,7 @@ def test_ctrl_c_keeps_nothing_half_written(command: str, synthetic_h5: Path, tmp
 
     source = synthetic_h5
     if command == "convert":
-        source = convert_module.export(synthetic_h5, tmp_path / "release")
+        source = convert_module.export(synthetic_h5, tmp_path / "release", unbalanced="keep")
     work = tmp_path / "work"
     work.mkdir()
     out = work / ("exported" if command == "export" else "out.h5")
@@ -131,8 +131,9 @@ def test_ctrl_c_keeps_nothing_half_written(command: str, synthetic_h5: Path, tmp
             raise KeyboardInterrupt
         write_images(*args)
 
-    def blocks_then_stop(images: object, recorded: object, bar: object = None) -> Iterator[np.ndarray]:  # export
-        for k, block in enumerate(blocks(images, recorded, bar)):
+    def blocks_then_stop(images: object, recorded: object, bar: object = None,
+                         rows: object = None) -> Iterator[np.ndarray]:  # export
+        for k, block in enumerate(blocks(images, recorded, bar, rows)):
             if k == 2:
                 raise KeyboardInterrupt
             yield block
@@ -156,7 +157,7 @@ def test_export_convert_repack_show_a_progress_bar_unless_quiet(synthetic_h5: Pa
     assert shown.exit_code == 0 and "repacking train.h5" in shown.stderr and "192/192" in shown.stderr  # + pair views
     quiet = runner.invoke(main, ["repack", str(synthetic_h5), str(tmp_path / "b.h5"), "--quiet"])
     assert quiet.exit_code == 0 and quiet.stderr == ""
-    shown = runner.invoke(main, ["export", str(synthetic_h5), str(tmp_path / "release")])
+    shown = runner.invoke(main, ["export", str(synthetic_h5), str(tmp_path / "release"), "--unbalanced", "keep"])
     assert shown.exit_code == 0 and "exporting train.h5" in shown.stderr and "64/64" in shown.stderr
     shown = runner.invoke(main, ["convert", str(tmp_path / "release"), str(tmp_path / "c.h5")])
     assert shown.exit_code == 0 and "converting trainset" in shown.stderr and "64/64" in shown.stderr

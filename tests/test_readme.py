@@ -86,7 +86,7 @@ def test_readme_regenerates_the_committed_leaderboard_only_explicitly():
 
 def test_readme_loading_example_runs(tmp_path, monkeypatch):
     data = tmp_path / "data"
-    make_synthetic_dataset(data / "train.h5", n=32, resolution=32, pairs=("hues",), seed=0)
+    make_synthetic_dataset(data / "train.h5", n=35, resolution=32, pairs=("hues",), seed=0, balanced_classes=True)
     export(data / "train.h5", tmp_path / "release", fmt="original")
     (code,) = [b for b in blocks("python") if "Causal3DIdent(" in b]
     monkeypatch.chdir(tmp_path)
@@ -97,4 +97,4 @@ def test_readme_loading_example_runs(tmp_path, monkeypatch):
     for name in ("lt", "nearest", "da"):
         view1, view2, _ = namespace[name][0]
         assert tuple(view1.shape) == tuple(view2.shape)
-    assert len(namespace["original"]) == 32
+    assert len(namespace["original"]) == 35

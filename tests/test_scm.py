@@ -97,11 +97,12 @@ def test_shards_concatenate_to_unsharded(k):
     assert np.array_equal(np.concatenate([p[1] for p in parts]), full_c)
 
 
-def test_3dident_preset_is_independent_uniform():
+def test_3dident_preset_is_the_teapot_with_independent_uniform_latents():
     z, c = load_preset("3dident").sample(20_000, seed=0)
     for j in range(10):
         assert stats.kstest(z[:, j], "uniform", args=(-1, 2)).pvalue > ALPHA
     assert load_preset("3dident").edges() == []
+    assert (c == 0).all()  # 3DIdent is the teapot alone (cl-ica's renderer has only ShapeTeapot)
 
 
 def test_edited_preset_file_changes_the_scm(tmp_path):
