@@ -211,13 +211,13 @@ def references(samples: list[Sample], config: RenderConfig, args: argparse.Names
             for n, i in enumerate(missing, 1):
                 image, cpu, wall = worker.render(samples[i])
                 images[i] = image
-                log(f"reference {n}/{len(missing)} at {config.resolution} px ({samples[i].name}): "
-                    f"{wall:.1f} s wall, {cpu:.1f} s CPU")
-                if paths[i] is not None:
+                if paths[i] is not None:  # at once: an interrupted run keeps every reference it rendered
                     paths[i].parent.mkdir(parents=True, exist_ok=True)
                     tmp = paths[i].with_name(f".{paths[i].name}.tmp-{os.getpid()}")
                     Image.fromarray(image).save(tmp, format="PNG")
                     os.replace(tmp, paths[i])
+                log(f"reference {n}/{len(missing)} at {config.resolution} px ({samples[i].name}): "
+                    f"{wall:.1f} s wall, {cpu:.1f} s CPU")
         finally:
             worker.close()
     return [image for image in images if image is not None], len(missing)
