@@ -1,0 +1,100 @@
+"""The multimodal3dident presets: the release's independent uniform latents on the 3 x 3 grid, the optional
+position-dependent colour, and the schema additions they need (discrete latents, uniform windows)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from causal3dident import ConfigError
+from causal3dident.latents import LATENT_NAMES
+from causal3dident.scm import SCM, load_preset, load_preset_dict, preset_names
+
+N = 60_000
+CONTINUOUS = ("rot_alpha", "rot_beta", "rot_gamma", "spot_pos", "hue_obj", "hue_spot", "hue_bg")
+
+
+def col(name: str) -> int:
+    return LATENT_NAMES.index(name)
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return load_preset("multimodal3dident").sample(N, seed=5)
+
+
+def test_presets_are_shipped_with_the_multimodal_scene():
+    assert {"multimodal3dident", "multimodal3dident_position_color"} <= set(preset_names())
+    assert load_preset("multimodal3dident").scene == "multimodal3dident"
+    assert load_preset("causal3dident").scene == "causal3dident"
+    assert "scene" not in load_preset("causal3dident").to_dict()  # older configs are recorded as before
+    assert load_preset("multimodal3dident").edges() == []
+
+
+def test_grid_positions_and_shape_are_uniform_and_independent(sample):
+    z, c = sample
+    assert stats.chisquare(np.bincount(c, minlength=7)).pvalue > 1e-3
+    for name in ("pos_x", "pos_y"):
+        values, counts = np.unique(z[:, col(name)], return_counts=True)
+        assert values.tolist() == [-1.0, 0.0, 1.0]  # grid {0, 1, 2} - 1: x 3 in the scene is {-3, 0, 3}
+        assert stats.chisquare(counts).pvalue > 1e-3
+    table = np.zeros((3, 3, 7))
+    np.add.at(table, (z[:, col("pos_x")].astype(int) + 1, z[:, col("pos_y")].astype(int) + 1, c), 1)
+    assert stats.chi2_contingency(table.reshape(9, 7)).pvalue > 1e-3
+    assert stats.chi2_contingency(table.sum(axis=2)).pvalue > 1e-3
+    assert (z[:, col("pos_z")] == 0).all()
+
+
+def test_continuous_latents_are_uniform_and_uncorrelated(sample):
+    z, c = sample
+    for name in CONTINUOUS:
+        assert stats.kstest(z[:, col(name)], stats.uniform(-1, 2).cdf).pvalue > 1e-3, name
+    cont = z[:, [col(n) for n in CONTINUOUS]]
+    corr = np.corrcoef(np.column_stack([cont, z[:, col("pos_x")], c]).T)
+    assert np.abs(corr - np.eye(len(corr))).max() < 0.03  # 4.5 standard errors at N = 60,000
+
+
+def test_position_dependent_colour_is_the_releases_window():
+    z, _ = load_preset("multimodal3dident_position_color").sample(N, seed=5)
+    x, hue = z[:, col("pos_x")], z[:, col("hue_obj")].astype(np.float64)
+    for grid in (0, 1, 2):  # object_color = (object_xpos + U) / 3 with object_color = (raw + 1) / 2
+        h = (hue[x == grid - 1] + 1) / 2
+        assert stats.kstest(h, stats.uniform(grid / 3, 1 / 3).cdf).pvalue > 1e-3
+    # the other latents are the independent preset's, from the same noise
+    z0, _ = load_preset("multimodal3dident").sample(N, seed=5)
+    other = [i for i in range(10) if i != col("hue_obj")]
+    assert np.array_equal(z[:, other], z0[:, other])
+
+
+@pytest.mark.parametrize("name", ["multimodal3dident", "multimodal3dident_position_color"])
+def test_presets_round_trip_through_to_dict(name):
+    scm = load_preset(name)
+    again = SCM.from_dict(scm.to_dict())
+    assert again.scene == scm.scene and again.to_dict()["latents"] == scm.to_dict()["latents"]
+    assert all(np.array_equal(a, b) for a, b in zip(scm.sample(500, seed=1), again.sample(500, seed=1)))
+
+
+@pytest.mark.parametrize("latent, message", [
+    ({"distribution": "discrete", "values": [-1, 0, 1], "weights": [1, 1]}, "one weight per value"),
+    ({"distribution": "discrete", "values": [0, 0]}, "distinct values"),
+    ({"distribution": "discrete", "values": [0, 2]}, r"values\[1\] must be <= 1"),
+    ({"distribution": "discrete", "values": []}, "at least 1"),
+    ({"distribution": "uniform", "low": "hue_bg", "high": 1}, "parents"),
+    ({"distribution": "uniform", "low": "pos_y", "high": 1, "parents": ["pos_y"]}, "own parent"),
+])
+def test_bad_discrete_and_window_latents_name_the_problem(latent, message):
+    data = load_preset_dict("multimodal3dident")
+    data["latents"]["pos_y"] = latent
+    data["latents"]["pos_x"] = {"distribution": "uniform", "low": "hue_bg", "high": 1, "parents": []} \
+        if message == "parents" else data["latents"]["pos_x"]
+    with pytest.raises(ConfigError, match=message):
+        SCM.from_dict(data)
+
+
+def test_a_window_that_leaves_the_range_is_refused_when_drawn():
+    data = load_preset_dict("multimodal3dident")
+    data["latents"]["hue_obj"] = {"distribution": "uniform", "low": "pos_x", "high": "pos_x + 0.5"}
+    scm = SCM.from_dict(data)
+    with pytest.raises(ConfigError, match="hue_obj.*leaves"):
+        scm.sample(100, seed=0)
