@@ -138,9 +138,9 @@ def nearest_color_names(hue: np.ndarray, palette: np.ndarray) -> np.ndarray:
     return out
 
 
-def text_noise(seed: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-    """Palette (0..2) and phrasing (0..4) of samples [start, stop), drawn uniformly from stream ``TEXT_STREAM``."""
-    u = noise.uniforms(seed, TEXT_STREAM, start, stop, TEXT_NOISE_WIDTH)
+def text_noise(seed: int, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Palette (0..2) and phrasing (0..4) of samples ``indices``, drawn uniformly from stream ``TEXT_STREAM``."""
+    u = noise.uniforms_at(seed, TEXT_STREAM, np.asarray(indices, dtype=np.int64), TEXT_NOISE_WIDTH)
     palette = np.minimum((u[0] * len(PALETTES)).astype(np.int64), len(PALETTES) - 1)
     phrasing = np.minimum((u[1] * len(PHRASES)).astype(np.int64), len(PHRASES) - 1)
     return palette, phrasing
@@ -180,12 +180,13 @@ def parse_sentence(text: str) -> dict[str, Any]:
     raise ValueError(f"not a Multimodal3DIdent sentence: {text!r}")
 
 
-def text_latents(image_latents: Mapping[str, Any], seed: int, start: int = 0) -> dict[str, np.ndarray]:
-    """The text-latents table of samples [start, start + N) given their image-latents table (release columns):
-    shape and positions shared, the colour named in a palette drawn per sample, the phrasing drawn; plus
-    ``palette`` (0 tableau, 1 css4, 2 xkcd), which the release does not write but we record."""
+def text_latents(image_latents: Mapping[str, Any], seed: int, start: int = 0,
+                 indices: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The text-latents table of samples [start, start + N) (or ``indices``) given their image-latents table
+    (release columns): shape and positions shared, the colour named in a palette drawn per sample, the phrasing
+    drawn; plus ``palette`` (0 tableau, 1 css4, 2 xkcd), which the release does not write but we record."""
     n = len(np.asarray(image_latents["object_shape"]))
-    palette, phrasing = text_noise(seed, start, start + n)
+    palette, phrasing = text_noise(seed, np.arange(start, start + n) if indices is None else indices)
     names = nearest_color_names(image_latents["object_color"], palette)
     return {
         "object_shape": np.asarray(image_latents["object_shape"], dtype=np.int64),
