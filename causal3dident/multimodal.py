@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .errors import DatasetFileError
-from .latents import LATENT_NAMES, NUM_CLASSES, POSITION_SCALE
+from .latents import LATENT_NAMES, NUM_CLASSES, POSITION_SCALE, to_scene_units
 
 IMAGE_COLUMNS: tuple[str, ...] = (
     "object_shape", "object_xpos", "object_ypos", "object_zpos", "object_alpharot", "object_betarot",
@@ -68,3 +68,23 @@ def raw_latents(table: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     if ((classes < 0) | (classes >= NUM_CLASSES)).any():
         raise DatasetFileError(f"object_shape outside 0..{NUM_CLASSES - 1}")
     return out.astype(np.float32), classes
+
+
+def multimodal_scene_units(latents: np.ndarray) -> np.ndarray:
+    """Raw latents [..., 10] -> the renderer's scene units in Multimodal3DIdent's scene.
+
+    As generate_images.py: the object at Blender (ypos * 3 - 3, xpos * 3 - 3): columns 0 and 1 (Blender x and y)
+    are ``pos_y`` and ``pos_x`` x 3, so x is left/right and y top/bottom in the image, as the text says; the object
+    hue is ``object_color`` = (raw + 1) / 2 (HSV(h, 1, 1); 1 wraps to 0, the same red). Rotations, spotlight angle
+    and the spotlight and background hues (``(u - 0.5) / 2`` = raw / 4) map as in Causal3DIdent's scene."""
+    raw = np.asarray(latents, dtype=np.float64)
+    out = to_scene_units(raw)
+    out[..., 0] = raw[..., LATENT_NAMES.index("pos_y")] * POSITION_SCALE
+    out[..., 1] = raw[..., LATENT_NAMES.index("pos_x")] * POSITION_SCALE
+    out[..., 7] = np.mod((raw[..., LATENT_NAMES.index("hue_obj")] + 1.0) / 2.0, 1.0)
+    return out
+
+
+def scene_units(latents: np.ndarray, scene: str = "causal3dident") -> np.ndarray:
+    """Raw latents -> scene units for the scene ``scene`` (``causal3dident`` or ``multimodal3dident``)."""
+    return multimodal_scene_units(latents) if scene == "multimodal3dident" else to_scene_units(latents)

@@ -123,7 +123,7 @@ def write_core(f: h5py.File, *, latents: np.ndarray, classes: np.ndarray, indice
 
     if multimodal is not None:
         multimodal_store.write_tables(f, *multimodal)
-    elif multimodal_store.is_multimodal(config):
+    elif multimodal_store.is_multimodal(config) and "preset" in config:  # drawn latents: their text is drawn too
         multimodal_store.write_tables(f, *multimodal_store.drawn_tables(latents, classes, seed, indices))
 
 

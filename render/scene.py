@@ -19,7 +19,8 @@ import bpy
 import numpy as np
 from mathutils import Euler, Matrix, Vector
 
-from ..latents import NUM_CLASSES, to_scene_units
+from ..latents import NUM_CLASSES
+from ..multimodal import scene_units
 from .assets import MeshAsset
 from .config import RenderConfig
 from .devices import DeviceSpec
@@ -60,7 +61,7 @@ class SceneRenderer:
     def apply(self, latents: np.ndarray, cls: int) -> None:
         """Set the scene to (latents, class), touching only what changed since the last call."""
         cfg = self.config
-        u = to_scene_units(np.asarray(latents, dtype=np.float64))
+        u = scene_units(np.asarray(latents, dtype=np.float64), cfg.scene)
         obj = self.objects[int(cls)]
         if self._changed("class", int(cls)):
             for i, other in enumerate(self.objects):
