@@ -37,14 +37,8 @@ def drawn_tables(latents: np.ndarray, classes: np.ndarray, seed: int,
     text = mt.text_latents(image, seed, indices=indices)
     provenance = {"text": f"drawn by causal3dident.multimodal_text from the file's seed, noise stream "
                           f"{mt.TEXT_STREAM!r} (column 0: palette, 1: phrasing)",
-                  "palettes": json.loads(_palettes_source())}
+                  "palettes": mt.palette_source()}
     return image, text, provenance
-
-
-def _palettes_source() -> str:
-    from importlib import resources
-
-    return json.dumps(json.loads(resources.files("causal3dident").joinpath("palettes.json").read_text())["source"])
 
 
 def write_tables(f: h5py.File, image: Mapping[str, Any], text: Mapping[str, Any],

@@ -70,10 +70,18 @@ def _hex_to_rgb(value: str) -> tuple[float, float, float]:
 
 
 @functools.lru_cache(maxsize=1)
+def _palettes_file() -> dict[str, Any]:
+    return json.loads(resources.files("causal3dident").joinpath("palettes.json").read_text(encoding="utf-8"))
+
+
 def palette_data() -> dict[str, dict[str, str]]:
     """The three palettes as name -> hex mappings, in matplotlib's order (from ``palettes.json``)."""
-    data = json.loads(resources.files("causal3dident").joinpath("palettes.json").read_text(encoding="utf-8"))
-    return {name: dict(data["palettes"][name]) for name in PALETTES}
+    return {name: dict(_palettes_file()["palettes"][name]) for name in PALETTES}
+
+
+def palette_source() -> str:
+    """Where ``palettes.json`` came from (matplotlib's version and dicts)."""
+    return str(_palettes_file()["source"])
 
 
 @functools.lru_cache(maxsize=1)

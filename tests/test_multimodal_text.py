@@ -130,8 +130,9 @@ def test_text_latents_depend_only_on_seed_and_index(tables):
     _, _, image, text = tables
     part = {k: v[1000:1500] for k, v in image.items()}
     shard = mt.text_latents(part, seed=7, start=1000)
-    scattered = mt.text_latents({k: v[[1400, 1001]] for k, v in part.items()}, seed=7, indices=np.array([1400, 1001]))
-    assert scattered["text_phrasing"].tolist() == text["text_phrasing"][[1400, 1001]].tolist()
+    scattered = mt.text_latents({k: v[[1400, 1001]] for k, v in image.items()}, seed=7, indices=np.array([1400, 1001]))
+    for key in ("text_phrasing", "palette", "object_color_name"):
+        assert scattered[key].tolist() == text[key][[1400, 1001]].tolist(), key
     for key in text:
         assert np.array_equal(shard[key], text[key][1000:1500]), key
     other = mt.text_latents(image, seed=8)
