@@ -98,3 +98,23 @@ def test_a_window_that_leaves_the_range_is_refused_when_drawn():
     scm = SCM.from_dict(data)
     with pytest.raises(ConfigError, match="hue_obj.*leaves"):
         scm.sample(100, seed=0)
+
+
+def test_latent_transformations_keep_the_grid_and_the_constant():
+    from causal3dident.transformations import LatentTransformation
+
+    scm = load_preset("multimodal3dident")
+    z, c = scm.sample(N, seed=9)
+    lt = LatentTransformation.parse("positions")
+    z2 = lt.apply(z, c, seed=9, scm=scm)
+    assert set(np.unique(z2[:, col("pos_x")])) <= {-1.0, 0.0, 1.0} and (z2[:, col("pos_z")] == 0).all()
+    others = [i for i, n in enumerate(LATENT_NAMES) if n not in ("pos_x", "pos_y", "spot_pos")]
+    assert np.array_equal(z2[:, others], z[:, others])
+    centre = z[:, col("pos_x")] == 0  # from the middle: weights exp(-(v - 0)^2 / 2) for v in -1, 0, 1 (sigma 1)
+    counts = np.array([(z2[centre, col("pos_x")] == v).sum() for v in (-1, 0, 1)])
+    p = np.exp(-0.5 * np.array([1.0, 0.0, 1.0]))
+    assert stats.chisquare(counts, counts.sum() * p / p.sum()).pvalue > 1e-3
+    edge = z[:, col("pos_y")] == -1  # from an edge: -1, 0, 1 at distances 0, 1, 2
+    counts = np.array([(z2[edge, col("pos_y")] == v).sum() for v in (-1, 0, 1)])
+    p = np.exp(-0.5 * np.array([0.0, 1.0, 4.0]))
+    assert stats.chisquare(counts, counts.sum() * p / p.sum()).pvalue > 1e-3
