@@ -81,8 +81,9 @@ class LatentTransformation:
         out32 = latents.copy()
         for col, name in zip(self.columns, self.latents):
             mech = None if scm is None else scm.mechanisms[name]
-            if mech is not None and mech.distribution == "constant":
-                continue  # a constant (Multimodal3DIdent's z) stays what every sample has
+            if mech is not None and mech.distribution == "constant" and scm is not None and \
+                    scm.scene == "multimodal3dident":
+                continue  # its z stays 0, as in the release (Causal3DIdent's LTs keep their recorded behaviour)
             if mech is not None and mech.distribution == "discrete":
                 out32[:, col] = _discrete_step(u[col], latents[:, col], mech.values, mech.weights, self.sigma)
                 continue
