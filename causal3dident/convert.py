@@ -79,7 +79,7 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], *, spli
         from .multimodal_convert import convert_release
 
         return convert_release(folder, out, split=split or _folder_split(folder), overwrite=overwrite,
-                               compression=compression, progress=progress)
+                               compression=compression, progress=progress, workers=workers or default_workers())
     data = OriginalSplit.open(folder)
     height, width = data.image_size()
     n = len(data.latents)

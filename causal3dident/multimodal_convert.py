@@ -8,6 +8,7 @@ text and pixels (tests/test_multimodal_layout.py checks the round trip).
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import h5py
@@ -25,7 +26,7 @@ from .store import atomic_h5, create_image_dataset, write_core
 
 
 def convert_release(folder: Path, out: str | os.PathLike[str], *, split: str | None, overwrite: bool = False,
-                    compression: str = "gzip", progress: bool = False) -> Path:
+                    compression: str = "gzip", progress: bool = False, workers: int = 1) -> Path:
     """One Multimodal3DIdent split folder -> one HDF5 file (images, raw latents, both tables, the text)."""
     from .convert import BLOCK, _bar
 
@@ -42,12 +43,13 @@ def convert_release(folder: Path, out: str | os.PathLike[str], *, split: str | N
     provenance = {"source": f"converted from the release folder {folder.name}/ (latents_image.csv, "
                             f"latents_text.csv, text/text_raw.txt)",
                   "palette": "told by each colour name's prefix (tab: tableau, xkcd: xkcd, else css4)"}
-    with atomic_h5(out, overwrite) as f, _bar(n, f"converting {folder.name}", progress) as bar:
+    with atomic_h5(out, overwrite) as f, _bar(n, f"converting {folder.name}", progress) as bar, \
+            ThreadPoolExecutor(max(1, workers)) as pool:
         write_core(f, latents=latents, classes=classes, indices=np.arange(n), config=config, seed=0, split=split,
                    multimodal=(data.image, data.text, provenance, data.sentences))
         images = create_image_dataset(f, "images", n, height, width, compression)
         for lo in range(0, n, BLOCK):
-            block = data.read(range(lo, min(n, lo + BLOCK)))
+            block = data.read(range(lo, min(n, lo + BLOCK)), pool)
             if block.shape[1:3] != (height, width):
                 raise DatasetFileError(f"{folder}: images differ in size ({block.shape[1]}x{block.shape[2]} and "
                                        f"{height}x{width}); every image of a split must share one resolution")

@@ -13,6 +13,7 @@ import csv
 import io
 import os
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,9 +131,10 @@ class ReleaseSplit:
         files = [f"images/{name}" for name in scan_pngs(folder / "images", n, IMAGE_CSV)]
         return cls(folder, image, text, sentences, files)
 
-    def read(self, indices: Iterable[int]) -> np.ndarray:
-        """uint8 [B, H, W, 3] images at ``indices``."""
-        return np.stack([read_png(self.folder / self.files[int(i)]) for i in indices])
+    def read(self, indices: Iterable[int], pool: ThreadPoolExecutor | None = None) -> np.ndarray:
+        """uint8 [B, H, W, 3] images at ``indices`` (decoded on ``pool``'s threads, if given)."""
+        paths = [self.folder / self.files[int(i)] for i in indices]
+        return np.stack(list(pool.map(read_png, paths)) if pool else [read_png(p) for p in paths])
 
 
 def csv_text(table: Mapping[str, Any], columns: tuple[str, ...]) -> str:

@@ -129,6 +129,10 @@ def test_bad_release_folders_and_files_are_one_line(dataset: Path, tmp_path: Pat
     result = _c3di("convert", str(tmp_path / "m3di"), str(tmp_path / "x.h5"), "--quiet")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "index-aligned" in result.stderr and not (tmp_path / "x.h5").exists()
+    _zenodo_like_split(tmp_path / "m3di" / "val")
+    result = _c3di("convert", str(tmp_path / "m3di"), str(tmp_path / "x.h5"), "--quiet")
+    assert result.returncode == 2 and "several splits (train, val); choose one with --split" in result.stderr
+    assert _c3di("convert", str(tmp_path / "m3di"), str(tmp_path / "x.h5"), "--split", "val", "--quiet").returncode == 0
     plain = make_synthetic_dataset(tmp_path / "plain.h5", n=7, resolution=16, pairs=(), seed=1)
     result = _c3di("export", str(plain), str(tmp_path / "out"), "--format", "multimodal3dident", "--quiet")
     assert result.returncode == 2 and "--preset multimodal3dident" in result.stderr
