@@ -313,6 +313,9 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
             "created": _as_str(f.attrs["created"]),
             "config": read_config(f),
         }
+        if isinstance(f.get("multimodal"), h5py.Group):  # Multimodal3DIdent: sentences and their provenance
+            info["text"] = {"sentences": int(f["multimodal/text"].shape[0]),
+                            "provenance": json.loads(_as_str(f["multimodal"].attrs["provenance"]))}
         for key in ("blender_version", "render_settings"):
             if key in f.attrs:
                 value = _as_str(f.attrs[key])

@@ -75,6 +75,8 @@ def test_cli_round_trip_is_lossless(dataset: Path, tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr
     back = tmp_path / "back.h5"
     assert _c3di("convert", str(tmp_path / "a"), str(back), "--quiet").returncode == 0
+    assert "12 sentences (Multimodal3DIdent; converted from the release folder train/" in _c3di("info", str(back)).stdout
+    assert "12 sentences (Multimodal3DIdent; drawn from the seed)" in _c3di("info", str(dataset)).stdout
     again = _c3di("export", str(back), str(tmp_path / "b"), "--format", "multimodal3dident", "--quiet")
     assert again.returncode == 0, again.stderr
     for name in ("latents_image.csv", "latents_text.csv", "text/text_raw.txt"):
