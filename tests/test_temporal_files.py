@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from causal3dident.checksums import seal
 from causal3dident.cli import main
 from causal3dident.citris_export import CITRIS_CLASSES, export_citris
+from causal3dident.errors import ConfigError
 from causal3dident.latents import CLASS_NAMES
 from causal3dident.store import create_image_dataset, open_dataset, verify
 from causal3dident.temporal import load_temporal
@@ -181,3 +182,26 @@ def test_citris_loader_reads_our_export(tmp_path):
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report == {"items": 299, "names": ["pos", "rot", "rot-spot", "hue-object", "hue-spot", "hue-back",
                                               "obj-shape"]}
+
+
+def test_sequence_dataset_items_match_the_citris_export(tmp_path):
+    """Our loader's windows equal CITRIS's sequence mode on our export: imgs[i:i+L], targets[i:i+L-1], latents."""
+    torch = pytest.importorskip("torch")
+    from causal3dident.sequence_dataset import TemporalCausal3DIdent
+
+    path = sequence_file(tmp_path / "train.h5", 40, 3, images=True)
+    arrays = np.load(export_citris(path, tmp_path / "citris"))
+    ds = TemporalCausal3DIdent(path, seq_len=3)
+    assert len(ds) == 38 and ds.target_names[-2:] == ["class", "material"]
+    for i in range(len(ds)):
+        frames, latents, targets = ds[i]
+        assert frames.dtype == torch.uint8 and frames.shape == (3, 3, 16, 16)
+        np.testing.assert_array_equal(frames.permute(0, 2, 3, 1).numpy(), arrays["imgs"][i:i + 3])
+        np.testing.assert_array_equal(latents.numpy(), arrays["raw_latents"][i:i + 3])
+        np.testing.assert_array_equal(targets.numpy(), arrays["interventions"][i:i + 2])
+    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=4)))
+    assert [tuple(x.shape) for x in batch] == [(4, 3, 3, 16, 16), (4, 3, 10), (4, 2, 12)]
+    pil = TemporalCausal3DIdent(tmp_path, split="train", seq_len=1, image_format="pil")
+    assert len(pil) == 40 and np.array_equal(np.asarray(pil[5][0][0]), arrays["imgs"][5]) and pil[5][2].shape == (0, 12)
+    with pytest.raises(ConfigError, match="seq_len"):
+        TemporalCausal3DIdent(path, seq_len=41)
