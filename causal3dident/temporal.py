@@ -129,9 +129,10 @@ class TemporalModel:
             unknown = [c for c in spec.goal if c not in self.class_names]
             absent = [c for c in self.class_names if c not in spec.goal]
             if unknown or absent:
+                problem = (f"; missing {', '.join(absent)}" if absent else "") + \
+                    (f"; unknown {', '.join(unknown)}" if unknown else "")
                 raise ConfigError(f"{where}.goal: a per-class goal needs exactly the classes "
-                                  f"{', '.join(self.class_names)}" + (f"; missing {', '.join(absent)}" if absent else "")
-                                  + (f"; unknown {', '.join(unknown)}" if unknown else "") + f"; {HINT}")
+                                  f"{', '.join(self.class_names)}{problem}; {HINT}")
             goals: Expression | dict[str, Expression] = {
                 c: Expression(g, f"{where}.goal.{c}") for c, g in spec.goal.items()}
         else:
