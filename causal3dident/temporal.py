@@ -42,6 +42,7 @@ STREAMS = {
     "switch": "temporal/switch",      # the class switches where < switch_probability
     "class": "temporal/class",        # the new class (frame 0, a switch or an intervention)
     "redraw": "temporal/redraw",      # key (latent index, attempt): the noise of a redraw at frame t
+    "single": "temporal/single",      # mode single: which of the drawn target columns is kept
 }
 """Noise stream names; frame t reads index t of each."""
 MAX_REDRAWS = 10000
@@ -208,6 +209,12 @@ class TemporalModel:
         iv = self.spec.interventions
         for name in (*iv.exclude, *iv.extra_columns):
             mask[:, self._col[name]] = False
+        if iv.mode == "single" and self.probability < 1:  # CITRIS: the argmax of uniform scores of the drawn ones
+            for group in iv.groups:
+                for member in group[1:]:
+                    mask[:, self._col[member]] = False
+            scores = mask * noise.uniforms(seed, STREAMS["single"], start, stop, len(self.target_names)).T
+            mask &= np.arange(mask.shape[1])[None, :] == scores.argmax(axis=1)[:, None]
         for group in iv.groups:
             for member in group[1:]:
                 mask[:, self._col[member]] = mask[:, self._col[group[0]]]

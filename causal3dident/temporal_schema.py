@@ -57,9 +57,12 @@ TemporalMechanismSpec = Annotated[Union[StepSpec, FixedSpec], Field(discriminato
 class InterventionsSpec:
     """Each target column is intervened independently with ``probability`` per step (a perfect intervention:
     uniform on the latent's domain; for ``class``, a uniform class); ``groups`` share their first member's draw;
-    ``exclude`` columns are never drawn; ``extra_columns`` are recorded target columns that are always 0."""
+    ``exclude`` columns are never drawn; ``extra_columns`` are recorded target columns that are always 0.
+    ``mode: single`` (CITRIS's --single_targets): of the columns drawn in a step, one chosen uniformly (a group
+    counts once) is kept."""
 
     probability: Probability
+    mode: Literal["independent", "single"] = "independent"
     exclude: tuple[str, ...] = ()
     groups: tuple[tuple[str, ...], ...] = ()
     extra_columns: tuple[str, ...] = ()

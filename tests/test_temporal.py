@@ -107,7 +107,7 @@ def perform_time_step(latents_t, noise_t, shape, interventions, intv_vals, redra
     return new_vals
 
 
-def citris_sequence(seed, n, *, instantaneous, coarse=True, pos_std=0.1):
+def citris_sequence(seed, n, *, instantaneous, coarse=True, pos_std=0.1, single_targets=False):
     """CITRIS's main loop on the model's noise: (latents [n, 10], shapes [n], interventions [n - 1, 12], redraws).
 
     ``pos_std``: the positions' noise (CITRIS: 0.1, which almost never leaves [-2, 2]; larger to test redraws)."""
@@ -123,6 +123,14 @@ def citris_sequence(seed, n, *, instantaneous, coarse=True, pos_std=0.1):
     random_trans_shapes = noise.uniforms(seed, STREAMS["switch"], 0, n, 1)[0][1:]
     interventions = (noise.uniforms(seed, STREAMS["targets"], 0, n, 12).T[1:] < int_probs).astype(np.int64)
     interventions[:, exclude_vars] = 0
+    if single_targets:  # --single_targets, with np.random.rand replaced by the model's stream
+        if coarse:
+            interventions[:, 1:3] = 0
+            interventions[:, 4:6] = 0
+        cont_prob = interventions * noise.uniforms(seed, STREAMS["single"], 0, n, 12).T[1:]
+        one_hot = np.zeros_like(interventions)
+        one_hot[np.arange(one_hot.shape[0]), cont_prob.argmax(axis=-1)] = 1
+        interventions = interventions * one_hot
     if coarse:
         interventions[:, 0:3] = interventions[:, :1]
         interventions[:, 3:6] = interventions[:, 3:4]
@@ -189,6 +197,26 @@ def test_position_redraws_match_citris(preset, instantaneous):
     assert redraws > 50
     np.testing.assert_array_equal(frames.targets[1:], interventions)
     assert_same_latents(frames.latents, latents)
+
+
+def test_single_targets_match_citris():
+    """CITRIS's --single_targets: of the variables drawn in a step, one (uniformly chosen) is intervened."""
+    data = copy.deepcopy(load_preset_dict("temporal_causal3dident"))
+    data["interventions"]["mode"] = "single"
+    model = TemporalModel.from_dict(data)
+    frames = model.sample(6, 0, 800)
+    latents, shapes, interventions, _ = citris_sequence(6, 800, instantaneous=False, single_targets=True)
+    np.testing.assert_array_equal(frames.targets[1:], interventions)
+    np.testing.assert_array_equal(frames.classes, shapes)
+    assert_same_latents(frames.latents, latents)
+    n = 100_000
+    targets = model.targets(6, 0, n)[1:]
+    causal = targets[:, [0, 3, 6, 7, 8, 9, 10]]  # one column per coarse causal variable
+    assert causal.sum(axis=1).max() == 1
+    p_any = 1 - (1 - model.probability) ** 7
+    assert _binomial_ok(int(causal.any(axis=1).sum()), n - 1, p_any)
+    for j in range(7):  # each variable equally often
+        assert _binomial_ok(int(causal[:, j].sum()), n - 1, p_any / 7)
 
 
 def test_fine_variables_match_citris():
