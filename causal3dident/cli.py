@@ -128,9 +128,18 @@ def latents(preset: str, n: int, seed: int, out: Path, pairs: str | None, lt_sig
     from .generate import build_config, shard_range, write_latents_file
     from .splits import choose_split
     from .store import check_output
+    from .errors import ConfigError
+    from .temporal_store import temporal_preset, write_sequence_file
 
     check_output(out, overwrite)
     split = choose_split(split, out)
+    if (model := temporal_preset(preset)) is not None:  # a sequence of frames (causal3dident.temporal_store)
+        if pairs or interventions or balanced_classes or shard is not None or num_shards is not None:
+            raise ConfigError(f"--preset {preset} samples a sequence: --pairs, --intervene, --balanced-classes "
+                              f"and --shard do not apply to it (its interventions are in the preset); drop them")
+        write_sequence_file(out, model, n, seed, overwrite=overwrite, split=split)
+        click.echo(f"wrote {out}: frames 0..{n - 1}, seed {seed}, split {split}, preset {model.name}")
+        return
     config = build_config(preset, n, interventions=interventions, pairs=pairs, lt_sigma=lt_sigma, lt_mode=lt_mode,
                           balanced_classes=balanced_classes)
     start, stop = shard_range(n, shard, num_shards)
@@ -168,7 +177,7 @@ def info(path: Path, as_json: bool) -> None:
                    f"{data['text']['provenance'].get('source', 'drawn from the seed')})")
     pairs = ", ".join(f"{k}{' (rendered)' if v['images'] else ''}" for k, v in data["pairs"].items())
     click.echo(f"  pairs:     {pairs or 'none'}")
-    preset = config.get("preset", {}).get("name", config.get("source", "unknown"))
+    preset = (config.get("preset") or config.get("temporal") or {}).get("name", config.get("source", "unknown"))
     click.echo(f"  preset:    {preset}")
     if config.get("interventions"):
         click.echo(f"  intervene: {'; '.join(config['interventions'])}")
@@ -216,9 +225,10 @@ def presets() -> None:
 def presets_list() -> None:
     """Names of the shipped presets."""
     from .scm import load_preset, preset_names
+    from .temporal_store import temporal_preset
 
     for name in preset_names():
-        click.echo(f"{name}: {load_preset(name).description}")
+        click.echo(f"{name}: {(temporal_preset(name) or load_preset(name)).description}")
 
 
 @presets.command("show")

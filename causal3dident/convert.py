@@ -35,7 +35,7 @@ from .staging import staged_folder
 from .store import atomic_h5, check_output, create_image_dataset, open_dataset, write_core
 
 BLOCK = 256
-FORMATS = ("original", "3dident", "csv", "parquet", "multimodal3dident")
+FORMATS = ("original", "3dident", "csv", "parquet", "citris", "multimodal3dident")
 
 
 def default_workers() -> int:
@@ -130,6 +130,10 @@ def export(path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, fmt
         raise ConfigError(f"--unbalanced {unbalanced!r}: choose {', '.join(UNBALANCED)}")
     if unbalanced != "refuse" and fmt != "original":
         raise ConfigError(f"--unbalanced is for --format original (equal counts per class); drop it for --format {fmt}")
+    if fmt == "citris":  # a rendered sequence as CITRIS's <split>.npz (causal3dident.citris_export)
+        from .citris_export import export_citris
+
+        return export_citris(path, out_dir, split=split, overwrite=overwrite, notes=notes)
     path, out_dir = Path(path), Path(out_dir)
     split = None if split is None else check_split(split)
     with open_dataset(path) as f:
@@ -389,7 +393,7 @@ def repack_command(path: Path, out: Path, compression: str, overwrite: bool, qui
                    "latents_text.csv (Multimodal3DIdent's release); "
                    "3dident: <split>set/images/*.png + raw_latents.npy (3DIdent's, teapot only); "
                    "csv / parquet: images/<split>/*.png + <split>.csv / <split>.parquet (the layout "
-                   "croissant.json describes).")
+                   "croissant.json describes); citris: <split>.npz of a rendered sequence (CITRIS's Causal3DDataset).")
 @click.option("--split", default=None,
               help="Split name used in the layout (default: the split the file records; older files: its stem).")
 @click.option("--unbalanced", type=click.Choice(UNBALANCED), default="refuse", show_default=True,

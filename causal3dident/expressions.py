@@ -25,6 +25,7 @@ FUNCTIONS: dict[str, Callable[..., np.ndarray]] = {
     "cos": np.cos,
     "tan": np.tan,
     "tanh": np.tanh,
+    "arctan2": np.arctan2,
     "exp": np.exp,
     "log": np.log,
     "sqrt": np.sqrt,
@@ -35,7 +36,7 @@ FUNCTIONS: dict[str, Callable[..., np.ndarray]] = {
     "maximum": np.maximum,
     "where": np.where,
 }
-ARITY: dict[str, int] = {"clip": 3, "minimum": 2, "maximum": 2, "where": 3}
+ARITY: dict[str, int] = {"arctan2": 2, "clip": 3, "minimum": 2, "maximum": 2, "where": 3}
 """Arguments each function takes (the others: one)."""
 CONSTANTS: dict[str, float] = {"pi": math.pi, "e": math.e}
 MAX_LENGTH = 1000

@@ -451,4 +451,7 @@ def load_preset_dict(preset: str | Path) -> dict[str, Any]:
 def load_preset(preset: str | Path) -> SCM:
     """The SCM of a shipped preset name or a preset file."""
     data = load_preset_dict(preset)
+    if data.get("kind") == "temporal":  # causal3dident.temporal: a sequence, not i.i.d. samples
+        raise ConfigError(f"preset {data['name']!r} is a temporal preset: sample its frames with c3di latents "
+                          f"--preset {preset} --n FRAMES --out seq.h5, then render that file (c3di render seq.h5 ...)")
     return SCM.from_dict(data, source=f"preset {data['name']!r}")

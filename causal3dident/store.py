@@ -396,6 +396,10 @@ def _check_regenerates(f: h5py.File) -> list[str]:
     from .generate import latents_for_config  # late: avoid a cycle
 
     config = read_config(f)
+    if "temporal" in config:  # a sequence (causal3dident.temporal_store)
+        from .temporal_store import regeneration_problems
+
+        return regeneration_problems(f, config)
     if "preset" not in config:
         return []  # converted or hand-made data: nothing to regenerate from
     index = f["index"][...]

@@ -122,7 +122,7 @@ def test_nearest_pairs_are_same_class_and_never_the_anchor(synthetic_h5, tmp_pat
 
 @pytest.mark.parametrize("args, message", [
     (["--setting", "da_blur"], "unknown setting 'da_blur'"),
-    (["--setting", "lt_rotations"], "has no /pairs/rotations/images"),
+    (["--setting", "lt_rotations_exact"], "has no /pairs/rotations/images"),
     (["--setting", "da_colour", "--set", "eval.samples=60"], "too few for batch"),
     (["--setting", "da_colour", "--method", "nope"], "unknown method 'nope'"),
     (["--setting", "da_colour", "--method", "no_such_module:f"], "cannot import 'no_such_module'"),

@@ -19,7 +19,10 @@ def test_registry_has_table1_and_table6_settings():
     assert sorted(table1_ids(settings)) == sorted(paper)
     assert len([s for s in settings.values() if s.table == "6"]) == 6
     lt = settings["lt_positions_hues"]
-    assert lt.lt == "positions_hues" and lt.lt_pairs == "exact" and not lt.augment
+    assert lt.lt == "positions_hues" and lt.lt_pairs == "nearest" and not lt.augment  # the paper's protocol
+    exact = settings["lt_positions_hues_exact"]
+    assert (exact.lt, exact.lt_pairs, exact.style, exact.table) == (lt.lt, "exact", lt.style, "exact")
+    assert all(s.lt_pairs == "nearest" for s in settings.values() if s.lt and s.table in ("1", "6"))
     assert set(lt.style) == {"pos_x", "pos_y", "pos_z", "spot_pos", "hue_obj", "hue_spot", "hue_bg"}
     assert lt.content == ("class", "rot_alpha", "rot_beta", "rot_gamma")
     assert settings["da_crop_small_colour"].augment == ("crop_small", "colour")

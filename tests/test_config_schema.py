@@ -103,7 +103,8 @@ def test_bench_run_set_errors_exit_2_in_one_line(synthetic_h5, tmp_path):
 
 
 def test_tier_data_section_is_typed():
-    assert load_tier("mini").data.pairs[-1] == "rotations_hues"
+    assert load_tier("mini").data.pairs == () and load_tier("smoke").data.pairs == ("hues",)
+    assert load_tier("mini", ["data.pairs=[hues, rotations]"]).data.pairs == ("hues", "rotations")
     assert "data.train must be an integer" in config_error(lambda: load_tier("smoke", ["data.train=many"]))
     result = cli("bench", "data", "--tier", "smoke", "--out", "unused", "--set", "data.quality=ultra")
     assert "data.quality must be one of paper, fast, preview" in one_line_exit_2(result)

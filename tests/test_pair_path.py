@@ -164,7 +164,7 @@ def test_run_json_records_how_the_pairs_were_made(data_file, tmp_path):
     extra = tmp_path / "nearest.yaml"
     extra.write_text("settings:\n  lt_hues_nearest:\n    lt: hues\n    lt_pairs: nearest\n    style: [hues]\n")
     out = tmp_path / "runs"
-    for setting in ("lt_hues_nearest", "lt_hues"):
+    for setting in ("lt_hues_nearest", "lt_hues_exact"):
         result = CliRunner().invoke(main, ["bench", "run", "--setting", setting, "--settings", str(extra), "--tier",
                                            "smoke", "--seed", "1", "--data", str(data_file), "--out", str(out)],
                                     catch_exceptions=False)
@@ -173,7 +173,7 @@ def test_run_json_records_how_the_pairs_were_made(data_file, tmp_path):
     assert nearest["mode"] == "nearest" and nearest["version"] == NEAREST_VERSION and nearest["seed"] == 1
     assert nearest["implementation"] == "causal3dident.pairs.NearestPairs" and nearest["pool"] == N - 32
     assert nearest["dataset"] == f"Causal3DIdent(train_file, pairs='nearest:hues', seed=1, num_samples={N - 32})"
-    exact = json.loads((out / "smoke/simclr/lt_hues/seed1/run.json").read_text())["dataset"]["pairs"]
+    exact = json.loads((out / "smoke/simclr/lt_hues_exact/seed1/run.json").read_text())["dataset"]["pairs"]
     assert exact["mode"] == "exact" and exact["source"] == "/pairs/hues/images"
 
 
@@ -185,7 +185,7 @@ def doc_example(page: str, name: str) -> str:
 
 
 def bench_run(tmp_path: Path, data_file: Path, setting: str) -> Path:
-    """A smoke run of ``setting`` (lt_hues, or lt_hues_nearest) on a copy of the file; cwd is ``tmp_path``."""
+    """A smoke run of ``setting`` (lt_hues: nearest pairs, lt_hues_exact: rendered views) on a copy of the file."""
     extra = tmp_path / "nearest.yaml"
     extra.write_text("settings:\n  lt_hues_nearest:\n    lt: hues\n    lt_pairs: nearest\n    style: [hues]\n")
     path = shutil.copy(data_file, tmp_path / "train.h5")
@@ -197,7 +197,7 @@ def bench_run(tmp_path: Path, data_file: Path, setting: str) -> Path:
 
 
 def test_loading_docs_example_replays_a_runs_nearest_pairs(data_file, tmp_path, monkeypatch):
-    path = bench_run(tmp_path, data_file, "lt_hues_nearest")
+    path = bench_run(tmp_path, data_file, "lt_hues")
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(doc_example("loading.md", "trained_together").replace("runs/mini/", "runs/smoke/"), namespace)
@@ -210,7 +210,7 @@ def test_loading_docs_example_replays_a_runs_nearest_pairs(data_file, tmp_path, 
 
 
 def test_benchmark_docs_example_gives_a_runs_first_exact_pairs(data_file, tmp_path, monkeypatch):
-    path = bench_run(tmp_path, data_file, "lt_hues")
+    path = bench_run(tmp_path, data_file, "lt_hues_exact")
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(doc_example("benchmark.md", "first_step").replace("runs/mini/", "runs/smoke/"), namespace)
