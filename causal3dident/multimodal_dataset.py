@@ -22,6 +22,7 @@ from torchvision.datasets import VisionDataset
 
 from . import store
 from .errors import ConfigError, DatasetFileError
+from . import multimodal_text as mt
 from .multimodal import IMAGE_COLUMNS, raw_latents
 from .multimodal_layout import ReleaseSplit, is_release_folder
 from .multimodal_store import read_tables
@@ -50,11 +51,14 @@ class Multimodal3DIdent(VisionDataset):
         text_transform: applied to the sentence, e.g. ``multimodal_vocab.TokenIds()`` or ``OneHot()``.
         target_type: one of ``TARGET_TYPES`` or a sequence of them (then the target is a tuple).
         image_format: ``"pil"`` or ``"tensor"`` (uint8 [3, H, W]).
+        text_pair: ``"phrasing"`` or ``"palette"``: items are ``(image, text, text2, target)`` with ``text2`` the
+            text-only counterfactual (``multimodal_text.counterfactual_text``, drawn from the file's seed).
     """
 
     def __init__(self, root: str | os.PathLike[str], split: str = "train", transform: Callable | None = None,
                  text_transform: Callable | None = None,
-                 target_type: str | Sequence[str] = ("z_image", "z_text"), image_format: str = "pil") -> None:
+                 target_type: str | Sequence[str] = ("z_image", "z_text"), image_format: str = "pil",
+                 text_pair: str | None = None) -> None:
         super().__init__(str(root), transform=transform)
         self.split, self.text_transform, self.image_format = split, text_transform, image_format
         self.target_type = [target_type] if isinstance(target_type, str) else list(target_type)
@@ -68,15 +72,23 @@ class Multimodal3DIdent(VisionDataset):
             with store.open_dataset(self._path) as f:
                 image, text, self.sentences = read_tables(f)
                 self.latents = f["latents"][...]
+                self._seed, self._indices = int(f.attrs["seed"]), f["index"][...]
                 if "images" not in f:
                     raise DatasetFileError(f"{self._path} has no images; render it first (c3di render)")
         else:
             assert self._release is not None
             image, text, self.sentences = self._release.image, self._release.text, self._release.sentences
             self.latents = raw_latents(image)[0]
+            self._seed, self._indices = 0, np.arange(len(self.sentences))
         self.z_image = np.column_stack([np.asarray(image[c], dtype=np.float64) for c in IMAGE_COLUMNS])
         self.z_text = np.column_stack([np.asarray(text[c]).astype(np.int64) for c in TEXT_FACTORS])
         self.color_names = [str(c) for c in text["object_color_name"]]
+        self.text_pair, self.pair_sentences = text_pair, None
+        if text_pair is not None:
+            if text_pair not in mt.PAIR_CHANGES:
+                raise ConfigError(f"text_pair {text_pair!r}: choose {' or '.join(mt.PAIR_CHANGES)}")
+            self.pair_sentences = mt.sentences(mt.counterfactual_text(image, text, self._seed, self._indices,
+                                                                      text_pair))
         self._h5: h5py.File | None = None
         self._pid: int | None = None
 
@@ -103,7 +115,7 @@ class Multimodal3DIdent(VisionDataset):
             self._h5, self._pid = store.open_dataset(self._path, check_structure=False), os.getpid()
         return self._h5["images"][index]
 
-    def __getitem__(self, index: int) -> tuple[Any, Any, Any]:
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
         index = int(index)
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
@@ -121,7 +133,13 @@ class Multimodal3DIdent(VisionDataset):
         if self.text_transform is not None:
             text = self.text_transform(text)
         targets = [self._target(t, index) for t in self.target_type]
-        return image, text, targets[0] if len(targets) == 1 else tuple(targets)
+        target = targets[0] if len(targets) == 1 else tuple(targets)
+        if self.pair_sentences is None:
+            return image, text, target
+        text2: Any = self.pair_sentences[index]
+        if self.text_transform is not None:
+            text2 = self.text_transform(text2)
+        return image, text, text2, target
 
     def _target(self, kind: str, index: int) -> Any:
         if kind == "z_image":

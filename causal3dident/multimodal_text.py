@@ -206,3 +206,27 @@ def text_latents(image_latents: Mapping[str, Any], seed: int, start: int = 0,
         "text_phrasing": phrasing,
         "palette": palette,
     }
+
+
+PAIR_CHANGES: tuple[str, ...] = ("phrasing", "palette")
+"""Text-only counterfactuals: the same image (and image latents), another sentence."""
+
+
+def counterfactual_text(image_latents: Mapping[str, Any], text: Mapping[str, Any], seed: int, indices: np.ndarray,
+                        change: str) -> dict[str, np.ndarray]:
+    """The text table of each sample's text-only counterfactual: ``phrasing`` (another of the five templates,
+    uniformly) or ``palette`` (another palette, uniformly, and the colour's name in it); all else is kept. Drawn
+    from the stream ``multimodal/pairs/<change>``, so it depends only on (seed, index)."""
+    if change not in PAIR_CHANGES:
+        raise ValueError(f"unknown text change {change!r}; choose {' or '.join(PAIR_CHANGES)}")
+    u = noise.uniforms_at(seed, f"multimodal/pairs/{change}", np.asarray(indices, dtype=np.int64), 1)[0]
+    out = {k: np.asarray(v).copy() for k, v in text.items()}
+    if change == "phrasing":
+        step = 1 + np.minimum((u * (len(PHRASES) - 1)).astype(np.int64), len(PHRASES) - 2)
+        out["text_phrasing"] = (np.asarray(text["text_phrasing"], dtype=np.int64) + step) % len(PHRASES)
+        return out
+    step = 1 + np.minimum((u * (len(PALETTES) - 1)).astype(np.int64), len(PALETTES) - 2)
+    out["palette"] = (np.asarray(text["palette"], dtype=np.int64) + step) % len(PALETTES)
+    out["object_color_name"] = nearest_color_names(image_latents["object_color"], out["palette"])
+    out["object_color_index"] = color_index(out["object_color_name"])
+    return out

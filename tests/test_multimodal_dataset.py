@@ -81,3 +81,19 @@ def test_bad_arguments_are_one_line(files, tmp_path):
         Multimodal3DIdent(plain)
     with pytest.raises(IndexError):
         Multimodal3DIdent(h5)[20]
+
+
+def test_text_pairs_share_the_image_and_differ_in_one_text_factor(files):
+    h5, release = files
+    for change in ("phrasing", "palette"):
+        ds = Multimodal3DIdent(h5, split="val", text_pair=change, target_type="class")
+        same = Multimodal3DIdent(release, split="val", text_pair=change, target_type="class")
+        for i in range(len(ds)):
+            image, text, text2, cls = ds[i]
+            a, b = mt.parse_sentence(text), mt.parse_sentence(text2)
+            differs = {k for k in a if a[k] != b[k]}
+            assert differs == ({"text_phrasing"} if change == "phrasing" else {"object_color_name"})
+            assert a["object_shape"] == cls
+        assert len(ds[0]) == 4 and len(same[0]) == 4
+    with pytest.raises(ConfigError, match="text_pair"):
+        Multimodal3DIdent(h5, text_pair="shape")

@@ -149,3 +149,26 @@ def test_image_table_round_trips_to_raw_latents_exactly(tables):
     assert np.array_equal(back_z, z) and np.array_equal(back_c, c)
     with pytest.raises(Exception, match="3 x 3 grid"):
         image_latents(load_preset("causal3dident").sample(10, seed=0)[0], c[:10])
+
+
+def test_text_only_counterfactuals_change_only_phrasing_or_palette(tables):
+    _, _, image, text = tables
+    idx = np.arange(len(text["object_shape"]))
+    phr = mt.counterfactual_text(image, text, 7, idx, "phrasing")
+    step = (phr["text_phrasing"] - text["text_phrasing"]) % 5
+    assert stats.chisquare(np.bincount(step, minlength=5)[1:]).pvalue > 1e-3 and (step > 0).all()
+    for key in ("object_color_name", "palette", "object_shape", "object_xpos"):
+        assert np.array_equal(phr[key], text[key])
+    pal = mt.counterfactual_text(image, text, 7, idx, "palette")
+    step = (pal["palette"] - text["palette"]) % 3
+    assert stats.chisquare(np.bincount(step, minlength=3)[1:]).pvalue > 1e-3 and (step > 0).all()
+    assert np.array_equal(pal["text_phrasing"], text["text_phrasing"])
+    assert (pal["object_color_name"] != text["object_color_name"]).all()  # names of two palettes never coincide
+    assert pal["object_color_name"].tolist() == mt.nearest_color_names(image["object_color"], pal["palette"]).tolist()
+    for original, changed in zip(mt.sentences(text)[:200], mt.sentences(pal)[:200]):
+        a, b = mt.parse_sentence(original), mt.parse_sentence(changed)
+        assert {k: v for k, v in a.items() if k != "object_color_name"} == \
+            {k: v for k, v in b.items() if k != "object_color_name"}
+    again = mt.counterfactual_text({k: v[5:9] for k, v in image.items()}, {k: v[5:9] for k, v in text.items()}, 7,
+                                   idx[5:9], "palette")
+    assert again["object_color_name"].tolist() == pal["object_color_name"][5:9].tolist()
