@@ -44,7 +44,7 @@ def image_latents(latents: np.ndarray, classes: np.ndarray) -> dict[str, np.ndar
     grid = {c: np.rint(col[r] + 1).astype(np.int64) for c, r in GRID.items()}
     if any(not np.array_equal(grid[c], col[r] + 1) or ((grid[c] < 0) | (grid[c] > 2)).any() for c, r in GRID.items()):
         raise DatasetFileError("these latents are not on Multimodal3DIdent's 3 x 3 grid (pos_x and pos_y in "
-                               "{-1, 0, 1}); sample them with --preset multimodal3dident")
+                               "{-1, 0, 1}); keep both discrete on it (intervene with e.g. pos_x=0, not a range)")
     return {"object_shape": np.asarray(classes, dtype=np.int64), **grid,
             "object_zpos": col["pos_z"] * POSITION_SCALE,
             **{c: (col[r] + 1.0) / 2.0 for c, r in UNIT_INTERVAL.items()}}

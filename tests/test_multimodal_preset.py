@@ -118,3 +118,19 @@ def test_latent_transformations_keep_the_grid_and_the_constant():
     counts = np.array([(z2[edge, col("pos_y")] == v).sum() for v in (-1, 0, 1)])
     p = np.exp(-0.5 * np.array([0.0, 1.0, 4.0]))
     assert stats.chisquare(counts, counts.sum() * p / p.sum()).pvalue > 1e-3
+
+
+def test_an_intervention_off_the_grid_is_one_line_and_writes_nothing(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    c3di = str(Path(sys.executable).with_name("c3di"))
+    out = tmp_path / "mm.h5"
+    bad = subprocess.run([c3di, "latents", "--preset", "multimodal3dident", "--n", "20", "--out", str(out),
+                          "--intervene", "pos_x~uniform(-1,1)"], capture_output=True, text=True)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "3 x 3 grid" in bad.stderr
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    good = subprocess.run([c3di, "latents", "--preset", "multimodal3dident", "--n", "20", "--out", str(out),
+                           "--intervene", "pos_x=1"], capture_output=True, text=True)
+    assert good.returncode == 0, good.stderr

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from causal3dident import DatasetFileError
 from causal3dident import multimodal_text as mt
 from causal3dident.multimodal import IMAGE_COLUMNS, image_latents, raw_latents
 from causal3dident.scm import load_preset
@@ -147,7 +148,7 @@ def test_image_table_round_trips_to_raw_latents_exactly(tables):
         assert 0 <= image[name].min() and image[name].max() <= 1
     back_z, back_c = raw_latents(image)
     assert np.array_equal(back_z, z) and np.array_equal(back_c, c)
-    with pytest.raises(Exception, match="3 x 3 grid"):
+    with pytest.raises(DatasetFileError, match="3 x 3 grid"):
         image_latents(load_preset("causal3dident").sample(10, seed=0)[0], c[:10])
 
 
