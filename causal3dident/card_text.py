@@ -36,6 +36,7 @@ FIGURE_CAPTIONS: dict[str, str] = {
     "sample_grid.png": "Samples of the dataset, one row per class",
     "traversals.png": "Latent traversals: one latent varied over [-1, 1] per row, the rest fixed (`c3di traversals`)",
     "lt_pairs.png": "Latent-transformation pairs: anchor (top) and transformed view (bottom)",
+    "image_text_pairs.png": "Multimodal3DIdent image/text pairs: each image above its sentence",
 }
 
 

@@ -66,7 +66,8 @@ class SceneRenderer:
         if self._changed("class", int(cls)):
             for i, other in enumerate(self.objects):
                 other.hide_render = i != int(cls)
-        location = (float(u[0]), float(u[1]), float(u[2]) + cfg.object_size / 2)
+        lift = 0.0 if cfg.scene == "multimodal3dident" else cfg.object_size / 2  # its object sits at z = object_zpos
+        location = (float(u[0]), float(u[1]), float(u[2]) + lift)
         if self._changed("location", (int(cls), location)):
             obj.location = location
         if self._changed("rotation", (int(cls), tuple(u[3:6]))):

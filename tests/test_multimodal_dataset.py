@@ -97,3 +97,16 @@ def test_text_pairs_share_the_image_and_differ_in_one_text_factor(files):
         assert len(ds[0]) == 4 and len(same[0]) == 4
     with pytest.raises(ConfigError, match="text_pair"):
         Multimodal3DIdent(h5, text_pair="shape")
+
+
+def test_the_image_text_picture_is_drawn_for_multimodal_files_only(files, tmp_path):
+    pytest.importorskip("matplotlib")
+    from PIL import Image
+
+    from causal3dident.figures import draw_image_text_pairs
+
+    h5, _ = files
+    path = draw_image_text_pairs(h5, tmp_path / "pairs.png")
+    assert path is not None and Image.open(path).size[0] > 400
+    plain = make_synthetic_dataset(tmp_path / "plain.h5", n=7, resolution=16, pairs=(), seed=1)
+    assert draw_image_text_pairs(plain, tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()
