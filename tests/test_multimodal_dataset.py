@@ -110,3 +110,13 @@ def test_the_image_text_picture_is_drawn_for_multimodal_files_only(files, tmp_pa
     assert path is not None and Image.open(path).size[0] > 400
     plain = make_synthetic_dataset(tmp_path / "plain.h5", n=7, resolution=16, pairs=(), seed=1)
     assert draw_image_text_pairs(plain, tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()
+
+
+def test_the_card_of_a_multimodal_variant_describes_its_text(tmp_path):
+    from causal3dident.card_text import _multimodal
+    from causal3dident.cards import facts_for
+
+    text = _multimodal(facts_for(None, "multimodal3dident"))
+    assert "### Text (Multimodal3DIdent)" in text and "daunhawer2023multimodal" in text
+    assert all(f"`{t}`" in text for t in mt.PHRASES) and "1,107 names" in text
+    assert _multimodal(facts_for(None, "causal3dident")) == ""
