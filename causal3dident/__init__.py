@@ -18,7 +18,7 @@ from .transformations import LatentTransformation, parse_transformations
 
 __all__ = [
     "CLASS_NAMES", "LATENT_GROUPS", "LATENT_NAMES", "SCM", "Causal3DIdent", "Causal3DIdentError", "ConfigError",
-    "DamagedFileError", "DatasetFileError", "EpochSampler", "Intervention", "LatentTransformation",
+    "DamagedFileError", "DatasetFileError", "EpochSampler", "Intervention", "LatentTransformation", "Multimodal3DIdent",
     "OutputExistsError", "batch_buffer",
     "channels_last_collate", "load_preset", "parse_transformations", "preset_names", "to_scene_units",
 ]
@@ -29,6 +29,10 @@ def __getattr__(name: str) -> Any:
         from .dataset import Causal3DIdent
 
         return Causal3DIdent
+    if name == "Multimodal3DIdent":
+        from .multimodal_dataset import Multimodal3DIdent
+
+        return Multimodal3DIdent
     if name in ("channels_last_collate", "batch_buffer"):
         from . import collate
 

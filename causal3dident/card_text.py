@@ -36,7 +36,46 @@ FIGURE_CAPTIONS: dict[str, str] = {
     "sample_grid.png": "Samples of the dataset, one row per class",
     "traversals.png": "Latent traversals: one latent varied over [-1, 1] per row, the rest fixed (`c3di traversals`)",
     "lt_pairs.png": "Latent-transformation pairs: anchor (top) and transformed view (bottom)",
+    "image_text_pairs.png": "Multimodal3DIdent image/text pairs: each image above its sentence",
 }
+
+
+MULTIMODAL_BIBTEX = """@inproceedings{daunhawer2023multimodal,
+  title     = {Identifiability Results for Multimodal Contrastive Learning},
+  author    = {Daunhawer, Imant and Bizeul, Alice and Palumbo, Emanuele and Marx, Alexander and Vogt, Julia E.},
+  booktitle = {International Conference on Learning Representations},
+  year      = {2023}
+}"""
+
+
+def _multimodal(facts: DatasetFacts) -> str:
+    """The text side of a Multimodal3DIdent variant (empty for the other scenes)."""
+    if getattr(facts.scm, "scene", "causal3dident") != "multimodal3dident":
+        return ""
+    from . import multimodal_text as mt
+    from .multimodal import IMAGE_COLUMNS, TEXT_COLUMNS
+    from .multimodal_vocab import max_length, words
+
+    templates = "\n".join(f"{k}. `{t}`" for k, t in enumerate(mt.PHRASES))
+    return f"""### Text (Multimodal3DIdent)
+
+This is a Multimodal3DIdent variant (Daunhawer et al., ICLR 2023): every image has a sentence naming its
+object's shape, grid position (x: {', '.join(mt.XPOS)}; y: {', '.join(mt.YPOS)}) and colour. The colour is the
+name of the entry nearest to the object's hue (HSV(h, 1, 1), in RGB) of a palette drawn per sample from
+matplotlib's TABLEAU, CSS4 and XKCD colours ({len(mt.color_names()):,} names; `object_color_index` is the
+position in their sorted union); the phrasing is one of five templates:
+
+{templates}
+
+Release layout (`c3di export FILE.h5 DIR --format multimodal3dident`): `images/*.png`, `text/text_raw.txt`,
+`latents_image.csv` ({', '.join(IMAGE_COLUMNS)}) and `latents_text.csv` ({', '.join(TEXT_COLUMNS)}).
+Vocabulary of `causal3dident.multimodal_vocab`: {len(words()):,} tokens, sentences padded to {max_length()}.
+Cite it as:
+
+```bibtex
+{MULTIMODAL_BIBTEX}
+```
+"""
 
 
 # -- shared phrases ----------------------------------------------------------------------------------
@@ -286,6 +325,7 @@ that). Latent-transformation pairs are stored in the HDF5 file only.
 
 Per-class means and every parameter: factors.yaml. {_types_note(facts)}
 
+{_multimodal(facts)}
 ### Statistics
 
 {statistics_tables(facts)}

@@ -26,7 +26,7 @@ from .scm import SCM
 
 CARD_FILES = ("README.md", "datasheet.md", "factors.yaml", "croissant.json")
 FIGURE_FILES = ("causal_graph.png", "latent_histograms.png", "dependence.png", "dependence_pairs.png",
-                "sample_grid.png", "lt_pairs.png")
+                "sample_grid.png", "lt_pairs.png", "image_text_pairs.png")
 
 
 def factors_yaml(scm: SCM) -> str:

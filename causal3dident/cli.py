@@ -172,6 +172,9 @@ def info(path: Path, as_json: bool) -> None:
         h, w, _ = data["images"]
         click.echo(f"  images:    {h}x{w}, {data['rendered']} of {data['num_samples']} rendered")
         click.echo(f"  checksums: {'CRC-32 of every image' if data['pixel_checksums'] else 'none (older file)'}")
+    if "text" in data:
+        click.echo(f"  text:      {data['text']['sentences']} sentences (Multimodal3DIdent; "
+                   f"{data['text']['provenance'].get('source', 'drawn from the seed')})")
     pairs = ", ".join(f"{k}{' (rendered)' if v['images'] else ''}" for k, v in data["pairs"].items())
     click.echo(f"  pairs:     {pairs or 'none'}")
     preset = (config.get("preset") or config.get("temporal") or {}).get("name", config.get("source", "unknown"))

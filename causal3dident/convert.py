@@ -35,23 +35,31 @@ from .staging import staged_folder
 from .store import atomic_h5, check_output, create_image_dataset, open_dataset, write_core
 
 BLOCK = 256
-FORMATS = ("original", "3dident", "csv", "parquet", "citris")
+FORMATS = ("original", "3dident", "csv", "parquet", "citris", "multimodal3dident")
 
 
 def default_workers() -> int:
     return min(8, os.cpu_count() or 1)
 
 
+def _layout(folder: Path) -> str | None:
+    """The release layout ``folder`` holds: the original ones, or Multimodal3DIdent's."""
+    from .multimodal_layout import is_release_folder
+
+    return detect_layout(folder) or ("multimodal3dident" if is_release_folder(folder) else None)
+
+
 def split_folder(source: Path, split: str | None) -> Path:
     """The split folder to convert: ``source`` itself, or its ``<split>set`` (the only one if ``split`` is None)."""
-    if detect_layout(source) and split is None:
+    if _layout(source) and split is None:
         return source
     if split is not None:
-        folder = find_split(source, split)
+        folder = find_split(source, split) or next((p for p in (source / split, source) if p.is_dir() and
+                                                    _layout(p) == "multimodal3dident"), None)
         if folder is None:
             raise DatasetFileError(f"{source} has no split {split!r}; expected {EXPECTED.format(split=split)}")
         return folder
-    found = sorted(p for p in source.iterdir() if p.is_dir() and detect_layout(p)) if source.is_dir() else []
+    found = sorted(p for p in source.iterdir() if p.is_dir() and _layout(p)) if source.is_dir() else []
     if len(found) == 1:
         return found[0]
     if found:
@@ -66,7 +74,13 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], *, spli
     """Convert one original-layout split to an HDF5 dataset file (schema v1), images and stats included;
     ``compression``: 'gzip' or 'lz4' (see causal3dident.codecs); ``progress``: a bar on stderr."""
     check_output(out, overwrite)
-    data = OriginalSplit.open(split_folder(Path(source), split))
+    folder = split_folder(Path(source), split)
+    if _layout(folder) == "multimodal3dident":
+        from .multimodal_convert import convert_release
+
+        return convert_release(folder, out, split=split or _folder_split(folder), overwrite=overwrite,
+                               compression=compression, progress=progress, workers=workers or default_workers())
+    data = OriginalSplit.open(folder)
     height, width = data.image_size()
     n = len(data.latents)
     config = {"source": f"original {data.layout} layout", "split_folder": data.folder.name,
@@ -133,6 +147,11 @@ def export(path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, fmt
                                  f"after the file, {split}{'set' if fmt in LAYOUTS else ''}; pass --split train or "
                                  f"--split test for the release's trainset/ or testset/")
         has_images = "images" in f
+        if fmt == "multimodal3dident":
+            from .multimodal_convert import export_release
+
+            return export_release(f, path, out_dir / split, overwrite=overwrite, workers=workers or default_workers(),
+                                  progress=progress)
         target = out_dir / f"{split}set" if fmt in LAYOUTS else out_dir
         _check_target(target if fmt in LAYOUTS else out_dir / f"{split}.{fmt}", overwrite)
         if fmt not in LAYOUTS:
@@ -370,6 +389,8 @@ def repack_command(path: Path, out: Path, compression: str, overwrite: bool, qui
 @click.argument("out_dir", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="original",
               help="original: <split>set/images_{c}/*.png + raw_latents_{c}.npy (Causal3DIdent's release); "
+                   "multimodal3dident: <split>/images/*.png, text/text_raw.txt, latents_image.csv, "
+                   "latents_text.csv (Multimodal3DIdent's release); "
                    "3dident: <split>set/images/*.png + raw_latents.npy (3DIdent's, teapot only); "
                    "csv / parquet: images/<split>/*.png + <split>.csv / <split>.parquet (the layout "
                    "croissant.json describes); citris: <split>.npz of a rendered sequence (CITRIS's Causal3DDataset).")

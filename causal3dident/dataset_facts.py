@@ -189,6 +189,11 @@ def structural_equation(mechanism: Mechanism) -> str:
     name = mechanism.name
     if mechanism.distribution == "constant":
         return f"{name} := {mechanism.value:g}"
+    if mechanism.distribution == "discrete":
+        assert mechanism.values is not None
+        return f"{name} := Discrete({{{', '.join(f'{v:g}' for v in mechanism.values)}}})"
+    if mechanism.window is not None:
+        return f"{name} := Uniform[{mechanism.window[0].source}, {mechanism.window[1].source}]"
     bounds = f"[{mechanism.low:g}, {mechanism.high:g}]"
     if mechanism.distribution == "uniform":
         return f"{name} := Uniform{bounds}"

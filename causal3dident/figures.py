@@ -226,6 +226,31 @@ def draw_lt_pairs(h5: str | os.PathLike[str], path: Path, n: int = PAIR_SAMPLES)
     return _save(fig, path, palette=False)
 
 
+def draw_image_text_pairs(h5: str | os.PathLike[str], path: Path, n: int = PAIR_SAMPLES) -> Path | None:
+    """Multimodal3DIdent: the first ``n`` images, each above its sentence; None without images or text."""
+    from .multimodal_store import GROUP, read_tables
+
+    with open_dataset(h5) as f:
+        if "images" not in f or GROUP not in f:
+            return None
+        n = min(n, len(f["images"]))
+        images = f["images"][:n]
+        sentences = read_tables(f, slice(0, n))[2]
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig = _figure(2.3 * cols, 3.0 * rows)
+    axes = np.asarray(fig.subplots(rows, cols, squeeze=False))
+    for k, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if k < n:
+            ax.imshow(images[k])
+            ax.set_xlabel(textwrap.fill(sentences[k], 30), fontsize=7)
+        else:
+            ax.set_visible(False)
+    return _save(fig, path, palette=False)
+
+
 # -- all -----------------------------------------------------------------------------------------------
 def draw_figures(facts: DatasetFacts, out: Path) -> list[str]:
     """Draw every figure the dataset supports into ``out``; the file names drawn, in card order."""
@@ -237,6 +262,7 @@ def draw_figures(facts: DatasetFacts, out: Path) -> list[str]:
         draw_dependence_pairs(facts.scm, facts.latents, facts.classes, out / "dependence_pairs.png"),
         facts.path and draw_sample_grid(facts.path, out / "sample_grid.png"),
         facts.path and draw_lt_pairs(facts.path, out / "lt_pairs.png"),
+        facts.path and draw_image_text_pairs(facts.path, out / "image_text_pairs.png"),
     ) if target]
     return [t.name for t in targets]
 

@@ -55,22 +55,46 @@ class ClassesSpec:
 
 
 class _Range:
-    """``low`` < ``high`` within [-1, 1]."""
+    """``low`` < ``high`` within [-1, 1] (checked where both are numbers; expressions are checked when drawn)."""
 
     @model_validator(mode="after")
     def _ordered(self) -> Any:
-        if not self.low < self.high:  # type: ignore[attr-defined]
-            raise ValueError(f"a range with low < high, got low={self.low}, high={self.high}")  # type: ignore
+        low, high = self.low, self.high  # type: ignore[attr-defined]
+        if isinstance(low, (int, float)) and isinstance(high, (int, float)) and not low < high:
+            raise ValueError(f"a range with low < high, got low={low}, high={high}")
         return self
 
 
 @config_schema(source="preset", hint=HINT)
 class UniformSpec(_Range):
-    """A root latent, uniform on [low, high]."""
+    """Uniform on [low, high]; ``low`` and ``high`` may be expressions of ``parents`` (a shifted window,
+    e.g. Multimodal3DIdent's position-dependent hue)."""
 
     distribution: Literal["uniform"]
-    low: Bound = -1.0
-    high: Bound = 1.0
+    low: Union[Bound, str] = -1.0
+    high: Union[Bound, str] = 1.0
+    parents: tuple[ParentName, ...] | None = None
+
+
+def _discrete_weights(spec: Any) -> Any:
+    if spec.weights is not None and len(spec.weights) != len(spec.values):
+        raise ValueError(f"one weight per value ({len(spec.values)}), got {len(spec.weights)}")
+    if spec.weights is not None and sum(spec.weights) <= 0:
+        raise ValueError("weights with a positive sum")
+    if len(set(spec.values)) != len(spec.values):
+        raise ValueError("distinct values")
+    return spec
+
+
+@config_schema(source="preset", hint=HINT)
+class DiscreteSpec:
+    """A root latent taking one of ``values`` (e.g. grid positions -1, 0, 1) with ``weights`` (default: equal)."""
+
+    distribution: Literal["discrete"]
+    values: Annotated[tuple[Bound, ...], Field(min_length=1)]
+    weights: tuple[NonNegativeFloat, ...] | None = None
+
+    _check = model_validator(mode="after")(_discrete_weights)
 
 
 @config_schema(source="preset", hint=HINT)
@@ -93,19 +117,26 @@ class ConstantSpec:
     value: Bound
 
 
-MechanismSpec = Annotated[Union[UniformSpec, TruncnormSpec, ConstantSpec], Field(discriminator="distribution")]
+MechanismSpec = Annotated[Union[UniformSpec, TruncnormSpec, ConstantSpec, DiscreteSpec],
+                          Field(discriminator="distribution")]
 
 LatentsSpec = config_schema(type("LatentsSpec", (), {"__annotations__": dict.fromkeys(LATENT_NAMES, MechanismSpec),
                                                       "__module__": __name__}), source="preset", hint=HINT)
 """One mechanism per latent: all ten, no others."""
 
 
+SCENES = ("causal3dident", "multimodal3dident")
+"""How the raw latents become a scene (and, for multimodal3dident, a sentence): docs/multimodal.md."""
+DEFAULT_SCENE = SCENES[0]
+
+
 @config_schema(source="preset", hint=HINT)
 class PresetSpec:
-    """A preset file: name, description, reference, classes and the ten latents' mechanisms."""
+    """A preset file: name, description, reference, scene, classes and the ten latents' mechanisms."""
 
     name: str = "preset"
     description: str = ""
     reference: str | None = None
+    scene: Literal[SCENES] = DEFAULT_SCENE  # type: ignore[valid-type]
     classes: ClassesSpec = dataclasses.field(default_factory=ClassesSpec)
     latents: LatentsSpec  # type: ignore[valid-type]

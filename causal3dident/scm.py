@@ -22,11 +22,12 @@ from .distributions import categorical_ppf, truncnorm_ppf, truncnorm_ppf_by_clas
 from .errors import ConfigError
 from .expressions import Expression
 from .latents import CLASS_NAMES, LATENT_NAMES, NUM_CLASSES, NUM_LATENTS
+from .preset_schema import DEFAULT_SCENE
 from .preset_schema import HINT as PRESET_HINT
-from .preset_schema import ConstantSpec, PresetSpec, TruncnormSpec, UniformSpec
+from .preset_schema import ConstantSpec, DiscreteSpec, PresetSpec, TruncnormSpec, UniformSpec
 from .schema import validate
 
-DISTRIBUTIONS = ("uniform", "truncnorm", "constant")
+DISTRIBUTIONS = ("uniform", "truncnorm", "constant", "discrete")
 SCM_STREAM = "scm"
 SCM_NOISE_WIDTH = 1 + NUM_LATENTS  # column 0: class, then one column per latent
 
@@ -43,6 +44,9 @@ class Mechanism:
     sigma: float | None = None
     mean: tuple[Expression, ...] | None = None  # one expression per class
     value: float | None = None
+    values: tuple[float, ...] | None = None  # discrete: the values, drawn with ``weights``
+    weights: tuple[float, ...] | None = None
+    window: tuple[Expression, Expression] | None = None  # uniform: [low, high] as expressions of the parents
 
     @property
     def per_class(self) -> bool:
@@ -56,6 +60,16 @@ class Mechanism:
         """
         if self.distribution == "constant":
             return np.full(len(u), self.value, dtype=np.float64)
+        if self.distribution == "discrete":
+            assert self.values is not None and self.weights is not None
+            return np.asarray(self.values, dtype=np.float64)[categorical_ppf(u, np.asarray(self.weights))]
+        if self.distribution == "uniform" and self.window is not None:
+            low, high = (np.broadcast_to(e(values, len(u)), (len(u),)) for e in self.window)
+            if ((low >= high) | (low < -1.0) | (high > 1.0)).any():
+                raise ConfigError(f"latents.{self.name}: the window [{self.window[0].source}, "
+                                  f"{self.window[1].source}] leaves [-1, 1] or is empty for some samples; "
+                                  f"change its low/high expressions")
+            return low + np.asarray(u, dtype=np.float64) * (high - low)
         if self.distribution == "uniform":
             return uniform_ppf(u, self.low, self.high)
         assert self.mean is not None and self.sigma is not None
@@ -82,6 +96,12 @@ class Mechanism:
         if self.distribution == "constant":
             out["value"] = self.value
             return out
+        if self.distribution == "discrete":
+            assert self.values is not None and self.weights is not None
+            return {**out, "values": list(self.values), "weights": list(self.weights)}
+        if self.window is not None:
+            return {**out, "low": _number_or_source(self.window[0]), "high": _number_or_source(self.window[1]),
+                    "parents": list(self.parents)}
         out.update(low=self.low, high=self.high)
         if self.distribution == "truncnorm":
             out["sigma"] = self.sigma
@@ -114,9 +134,10 @@ class SCM:
     """Class and latents with their mechanisms; sample, intervene, and serialise back to a preset."""
 
     def __init__(self, name: str, class_weights: Sequence[float], mechanisms: Mapping[str, Mechanism],
-                 description: str = "") -> None:
+                 description: str = "", scene: str = DEFAULT_SCENE) -> None:
         self.name = name
         self.description = description
+        self.scene = scene
         self.class_weights = np.asarray(class_weights, dtype=np.float64)
         self.mechanisms = dict(mechanisms)
         self.order = _topological_order(self.mechanisms)
@@ -134,16 +155,19 @@ class SCM:
         spec = validate(PresetSpec, {"name": source, **config}, source=source, hint=PRESET_HINT)
         weights = np.asarray(spec.classes.weights, dtype=np.float64)
         mechanisms = {n: _mechanism(n, getattr(spec.latents, n), f"{source}: latents.{n}") for n in LATENT_NAMES}
-        return cls(spec.name, weights / weights.sum(), mechanisms, spec.description)
+        return cls(spec.name, weights / weights.sum(), mechanisms, spec.description, spec.scene)
 
     def to_dict(self) -> dict[str, Any]:
         """The preset mapping this SCM was built from (normalised); ``from_dict`` inverts it."""
-        return {
+        out = {
             "name": self.name,
             "description": self.description,
             "classes": {"weights": {c: float(w) for c, w in zip(CLASS_NAMES, self.class_weights)}},
             "latents": {n: self.mechanisms[n].to_dict() for n in LATENT_NAMES},
         }
+        if self.scene != DEFAULT_SCENE:  # recorded only where it differs, so older configs stay as they were
+            out["scene"] = self.scene
+        return out
 
     # -- graph ---------------------------------------------------------------------------------
     def parents(self, name: str) -> tuple[str, ...]:
@@ -315,11 +339,17 @@ def _parse_numbers(text: str, spec: str, hint: str) -> tuple[float, ...]:
         raise ConfigError(f"intervention {spec!r}: {text!r} is not a list of numbers; {hint}") from None
 
 
-def _mechanism(name: str, spec: UniformSpec | TruncnormSpec | ConstantSpec, where: str) -> Mechanism:
+def _mechanism(name: str, spec: UniformSpec | TruncnormSpec | ConstantSpec | DiscreteSpec, where: str) -> Mechanism:
     """A checked mechanism entry as a Mechanism: the means parsed, their parents declared."""
     if isinstance(spec, ConstantSpec):
         return Mechanism(name, "constant", (), value=spec.value)
+    if isinstance(spec, DiscreteSpec):
+        weights = spec.weights or (1.0,) * len(spec.values)
+        return Mechanism(name, "discrete", (), low=min(spec.values), high=max(spec.values),
+                         values=tuple(spec.values), weights=tuple(weights))
     if isinstance(spec, UniformSpec):
+        if isinstance(spec.low, str) or isinstance(spec.high, str) or spec.parents:
+            return _uniform_window(name, spec, where)
         return Mechanism(name, "uniform", (), low=spec.low, high=spec.high)
     if isinstance(spec.mean, Mapping):
         default = spec.mean.get("default")
@@ -345,6 +375,23 @@ def _mechanism(name: str, spec: UniformSpec | TruncnormSpec | ConstantSpec, wher
     if "class" in declared and len(means) == 1:
         means = means * NUM_CLASSES
     return Mechanism(name, "truncnorm", tuple(declared), low=spec.low, high=spec.high, sigma=spec.sigma, mean=means)
+
+
+def _uniform_window(name: str, spec: UniformSpec, where: str) -> Mechanism:
+    """A uniform latent whose bounds are expressions of its parents (checked to lie in [-1, 1] when drawn)."""
+    window = (Expression(spec.low, f"{where}.low"), Expression(spec.high, f"{where}.high"))
+    used = window[0].names | window[1].names
+    if "class" in used:
+        raise ConfigError(f"{where}: a uniform window cannot use the class; use a truncnorm with per-class means")
+    declared = tuple(spec.parents) if spec.parents is not None else tuple(sorted(used))
+    if undeclared := used - set(declared):
+        raise ConfigError(f"{where}: low/high use {', '.join(sorted(undeclared))} but 'parents' does not list "
+                          f"{'it' if len(undeclared) == 1 else 'them'}; add to parents")
+    if name in declared:
+        raise ConfigError(f"{where}: a latent cannot be its own parent")
+    if "class" in declared:
+        raise ConfigError(f"{where}: a uniform window cannot have the class as a parent")
+    return Mechanism(name, "uniform", declared, window=window)
 
 
 def _topological_order(mechanisms: Mapping[str, Mechanism]) -> tuple[str, ...]:

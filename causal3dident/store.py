@@ -95,9 +95,12 @@ def atomic_h5(path: str | os.PathLike[str], overwrite: bool = False, *,
 
 
 def write_core(f: h5py.File, *, latents: np.ndarray, classes: np.ndarray, indices: np.ndarray,
-               config: Mapping[str, Any], seed: int, split: str | None = None) -> None:
+               config: Mapping[str, Any], seed: int, split: str | None = None,
+               multimodal: tuple[Any, ...] | None = None) -> None:
     """Write latents, classes, sample indices and the provenance attributes (schema v1); ``split``: the
-    root attribute ``split`` (``causal3dident.splits``), if given."""
+    root attribute ``split`` (``causal3dident.splits``), if given. A Multimodal3DIdent config also gets
+    ``/multimodal`` (``causal3dident.multimodal_store``): drawn from ``seed``, or ``multimodal`` = (image table,
+    text table, provenance, sentences) as a release holds them."""
     latents = np.asarray(latents, dtype=np.float32)
     classes = np.asarray(classes, dtype=np.int64)
     if latents.ndim != 2 or latents.shape[1] != NUM_LATENTS or classes.shape != (len(latents),):
@@ -116,6 +119,12 @@ def write_core(f: h5py.File, *, latents: np.ndarray, classes: np.ndarray, indice
     f.attrs["created"] = utc_now()
     if split is not None:
         f.attrs["split"] = split
+    from . import multimodal_store  # late: only multimodal files need the text module
+
+    if multimodal is not None:
+        multimodal_store.write_tables(f, *multimodal)
+    elif multimodal_store.is_multimodal(config) and "preset" in config:  # drawn latents: their text is drawn too
+        multimodal_store.write_tables(f, *multimodal_store.drawn_tables(latents, classes, seed, indices))
 
 
 def write_pair_latents(f: h5py.File, name: str, latents: np.ndarray, transformation: Mapping[str, Any]) -> None:
@@ -256,7 +265,9 @@ def structure_problems(f: h5py.File) -> list[str]:
         f["checksums"].visititems(lambda name, obj: sums.append((name, obj)) if isinstance(obj, h5py.Dataset) else None)
     problems += [f"/checksums/{name} is {ds.dtype} {ds.shape}, expected uint32 ({n},)" for name, ds in sums
                  if ds.dtype != np.uint32 or ds.shape != (n,)]
-    return problems
+    from .multimodal_store import problems as multimodal_problems
+
+    return problems + multimodal_problems(f)
 
 
 def _image_shape_problems(ds: h5py.Dataset | h5py.Group, n: int, where: str) -> list[str]:
@@ -302,6 +313,9 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
             "created": _as_str(f.attrs["created"]),
             "config": read_config(f),
         }
+        if isinstance(f.get("multimodal"), h5py.Group):  # Multimodal3DIdent: sentences and their provenance
+            info["text"] = {"sentences": int(f["multimodal/text"].shape[0]),
+                            "provenance": json.loads(_as_str(f["multimodal"].attrs["provenance"]))}
         for key in ("blender_version", "render_settings"):
             if key in f.attrs:
                 value = _as_str(f.attrs[key])
@@ -401,7 +415,9 @@ def _check_regenerates(f: h5py.File) -> list[str]:
     for name, z in expected["pairs"].items():
         if name in pair_names(f) and not np.array_equal(z, f["pairs"][name]["latents"][...]):
             problems.append(f"/pairs/{name}/latents differ from what the recorded config and seed generate")
-    return problems
+    from .multimodal_store import regenerate_problems
+
+    return problems + regenerate_problems(f, expected, int(f.attrs["seed"]))
 
 
 # -- images ----------------------------------------------------------------------------------------

@@ -80,6 +80,13 @@ class LatentTransformation:
         u = noise.uniforms(seed, f"lt/{self.name}/{self.mode}", start, start + n, 2 * NUM_LATENTS)
         out32 = latents.copy()
         for col, name in zip(self.columns, self.latents):
+            mech = None if scm is None else scm.mechanisms[name]
+            if mech is not None and mech.distribution == "constant" and scm is not None and \
+                    scm.scene == "multimodal3dident":
+                continue  # its z stays 0, as in the release (Causal3DIdent's LTs keep their recorded behaviour)
+            if mech is not None and mech.distribution == "discrete":
+                out32[:, col] = _discrete_step(u[col], latents[:, col], mech.values, mech.weights, self.sigma)
+                continue
             low, high = _bounds(scm, name)
             out32[:, col] = truncnorm_ppf(u[col], latents[:, col], self.sigma, low, high)
         if self.mode == "interventional":
@@ -118,6 +125,19 @@ def _tokens(spec: str) -> list[str]:
     if not tokens:
         raise ConfigError(f"empty latent transformation {spec!r}; use e.g. 'hues' or 'positions+hues'")
     return tokens
+
+
+def _discrete_step(u: np.ndarray, z: np.ndarray, values: tuple[float, ...] | None, weights: tuple[float, ...] | None,
+                   sigma: float) -> np.ndarray:
+    """The truncated normal's analogue on a discrete latent's values: value v with probability proportional to
+    weight(v) * exp(-(v - z)^2 / (2 sigma^2)), so grid positions stay on the grid (Multimodal3DIdent)."""
+    assert values is not None and weights is not None
+    v = np.asarray(values, dtype=np.float64)
+    p = np.asarray(weights, dtype=np.float64)[None, :] * np.exp(-0.5 * ((v[None, :] - z[:, None]) / sigma) ** 2)
+    cdf = np.cumsum(p, axis=1)
+    cdf /= cdf[:, -1:]
+    pick = np.minimum((u[:, None] >= cdf).sum(axis=1), len(v) - 1)
+    return v[pick]
 
 
 def _bounds(scm: SCM | None, name: str) -> tuple[float, float]:

@@ -135,6 +135,11 @@ class RenderConfig:
     ground_saturation: Fraction = 0.6
     """Background (ground) colour saturation (paper: 0.6)."""
 
+    scene: Literal["causal3dident", "multimodal3dident"] = "causal3dident"
+    """How raw latents become the scene: Causal3DIdent's, or Multimodal3DIdent's (grid positions with x and y as
+    its text reads them, object hue (raw + 1) / 2; docs/multimodal.md). Set from the latents' preset by render
+    jobs; recorded only when not the default, so earlier files' settings are unchanged."""
+
     quality: Quality = field(default="paper", compare=False)
     """Name of the quality preset these settings came from (informational)."""
 
@@ -144,8 +149,11 @@ class RenderConfig:
         return math.radians(self.spot_cone_deg)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able settings (tuples become lists)."""
-        return json_ready(dataclasses.asdict(self))
+        """JSON-able settings (tuples become lists); ``scene`` only when not the default."""
+        out = json_ready(dataclasses.asdict(self))
+        if out["scene"] == "causal3dident":
+            del out["scene"]
+        return out
 
     def with_overrides(self, **changes: Any) -> RenderConfig:
         """A copy with some fields changed, validated: unknown names and bad values are a ``ConfigError``."""

@@ -171,6 +171,7 @@ def run_job(inp: JobInput, out: Path, config: RenderConfig, devices: Sequence[De
     """
     if chunk_size < 1:
         raise ConfigError(f"--chunk-size must be >= 1, got {chunk_size}")
+    config = scene_config(config, inp.config)
     filter_args(compression)  # an unknown codec fails before any rendering
     backend = LocalBackend() if backend is None else backend
     if isinstance(backend, LocalBackend):
@@ -344,6 +345,13 @@ class LocalBackend:
                              log_dir=context.log_dir)[:len(tasks)]
         WorkerPool(specs).run(tasks, on_image=lambda: on_image(1), on_done=on_done)
         return len(specs)
+
+
+def scene_config(config: RenderConfig, latents_config: Mapping[str, Any]) -> RenderConfig:
+    """``config`` with the scene the latents were drawn for (Multimodal3DIdent's for its presets)."""
+    from ..multimodal_store import is_multimodal
+
+    return config.with_overrides(scene="multimodal3dident") if is_multimodal(latents_config) else config
 
 
 def render_settings(config: RenderConfig, devices: Sequence[DeviceSpec],

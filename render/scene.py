@@ -19,7 +19,8 @@ import bpy
 import numpy as np
 from mathutils import Euler, Matrix, Vector
 
-from ..latents import NUM_CLASSES, to_scene_units
+from ..latents import NUM_CLASSES
+from ..multimodal import scene_units
 from .assets import MeshAsset
 from .config import RenderConfig
 from .devices import DeviceSpec
@@ -60,12 +61,13 @@ class SceneRenderer:
     def apply(self, latents: np.ndarray, cls: int) -> None:
         """Set the scene to (latents, class), touching only what changed since the last call."""
         cfg = self.config
-        u = to_scene_units(np.asarray(latents, dtype=np.float64))
+        u = scene_units(np.asarray(latents, dtype=np.float64), cfg.scene)
         obj = self.objects[int(cls)]
         if self._changed("class", int(cls)):
             for i, other in enumerate(self.objects):
                 other.hide_render = i != int(cls)
-        location = (float(u[0]), float(u[1]), float(u[2]) + cfg.object_size / 2)
+        lift = 0.0 if cfg.scene == "multimodal3dident" else cfg.object_size / 2  # its object sits at z = object_zpos
+        location = (float(u[0]), float(u[1]), float(u[2]) + lift)
         if self._changed("location", (int(cls), location)):
             obj.location = location
         if self._changed("rotation", (int(cls), tuple(u[3:6]))):

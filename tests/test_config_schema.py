@@ -210,13 +210,13 @@ def preset_file(tmp_path: Path, edit) -> Path:
     (lambda d: d["latents"]["pos_x"].update(sgima=0.5),
      "latents.pos_x.sgima: unknown key; known keys: distribution, sigma, low, high, parents, mean"),
     (lambda d: d["latents"]["spot_pos"].update(sigma=0.5), "latents.spot_pos.sigma: unknown key"),
-    (lambda d: d.update(seed=1), "seed: unknown key; known keys: name, description, reference, classes, latents"),
+    (lambda d: d.update(seed=1), "seed: unknown key; known keys: name, description, reference, scene, classes, latents"),
     (lambda d: d["latents"]["pos_x"].update(sigma="wide"), "latents.pos_x.sigma must be a number, got 'wide'"),
     (lambda d: d["latents"]["pos_x"].update(mean={"bunny": 0}), "latents.pos_x.mean.bunny must be one of teapot"),
     (lambda d: d["latents"]["pos_x"].update(mean=[0]), "latents.pos_x.mean must be a number or a string"),
     (lambda d: d["latents"]["hue_bg"].update(low=0.5, high=0.2), "latents.hue_bg must be a range with low < high"),
     (lambda d: d["latents"]["hue_bg"].update(distribution="beta"),
-     "latents.hue_bg.distribution must be one of uniform, truncnorm, constant, got 'beta'"),
+     "latents.hue_bg.distribution must be one of uniform, truncnorm, constant, discrete, got 'beta'"),
 ])
 def test_preset_files_are_typed(tmp_path, edit, message):
     assert message in config_error(lambda: load_preset(preset_file(tmp_path, edit)))
