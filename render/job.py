@@ -35,6 +35,8 @@ from ..generate import (build_config, latents_file_size, latents_for_config, lat
 from ..splits import check_split, infer_split, recorded_split
 from ..store import (atomic_h5, check_output, create_image_dataset, open_dataset, pair_names, read_config,
                      write_core, write_pair_latents)
+from ..temporal import TemporalModel, to_package_classes
+from ..temporal_store import is_sequence_file, model_from_config, normalised, read_sequence, sequence_config
 from . import assets as assets_mod
 from .config import RenderConfig
 from .devices import DeviceSpec, require_bpy
@@ -62,11 +64,15 @@ class JobInput:
     shard: dict[str, int] | None = None
     split: str | None = None
     """The split the output records (``causal3dident.splits``)."""
+    scene: str = "causal3dident"
+    """How the scene reads the rendered latents (``latents.SCENE_MAPPINGS``)."""
+    scene_latents: np.ndarray | None = None
+    """What the anchors render, where it is not ``latents`` (a sequence's latents in its preset's units)."""
 
     @property
     def streams(self) -> dict[str, np.ndarray]:
         """Dataset path -> latents to render: the anchors, then each pair's transformed views."""
-        out = {ANCHORS: self.latents}
+        out = {ANCHORS: self.latents if self.scene_latents is None else self.scene_latents}
         out.update({f"pairs/{name}/images": z for name, (z, _) in sorted(self.pairs.items())})
         return out
 
@@ -78,13 +84,23 @@ class JobInput:
         for name, z in self.streams.items():
             digest.update(name.encode())
             digest.update(np.ascontiguousarray(z, dtype=np.float32).tobytes())
+        if self.scene_latents is not None:
+            digest.update(self.scene.encode())
+            digest.update(np.ascontiguousarray(self.scene_latents).tobytes())
         return digest.hexdigest()
 
 
 def sampled_input(preset: str, n: int, seed: int, *, pairs: str | None = None, interventions: Sequence[str] = (),
                   shard: int | None = None, num_shards: int | None = None, balanced_classes: bool = False,
                   split: str | None = None) -> JobInput:
-    """Latents drawn from an SCM preset, exactly as ``c3di latents`` draws them."""
+    """Latents drawn from an SCM preset, exactly as ``c3di latents`` draws them (a temporal preset: its frames)."""
+    from ..temporal_store import temporal_preset
+
+    if (model := temporal_preset(preset)) is not None:
+        if pairs or interventions or balanced_classes:
+            raise ConfigError(f"--preset {preset} samples a sequence: --pairs, --intervene and --balanced-classes "
+                              f"do not apply to its frames; drop them")
+        return sequence_input(model, n, seed, shard=shard, num_shards=num_shards, split=split)
     config = build_config(preset, n, interventions=interventions, pairs=pairs, balanced_classes=balanced_classes)
     start, stop = shard_range(n, shard, num_shards)
     data = latents_for_config(config, seed, start, stop - start)
@@ -93,6 +109,29 @@ def sampled_input(preset: str, n: int, seed: int, *, pairs: str | None = None, i
                     seed=seed, pairs={name: (data["pairs"][name], lts[name]) for name in lts},
                     shard=None if num_shards is None else
                     shard_record(latents_job_id(config, seed), shard, num_shards, start, stop, n), split=split)
+
+
+def sequence_input(model: TemporalModel, n: int, seed: int, *, shard: int | None = None,
+                   num_shards: int | None = None, split: str | None = None) -> JobInput:
+    """Frames of a temporal preset, exactly as ``c3di latents`` samples them: the file records /latents in
+    [-1, 1]; the scene renders the preset's own values, read as its ``scene`` says."""
+    config = sequence_config(model, n)
+    start, stop = shard_range(n, shard, num_shards)
+    frames = model.sample(seed, 0, stop)
+    rows = slice(start, stop)
+    return JobInput(latents=normalised(model, frames.latents[rows]),
+                    classes=to_package_classes(model, frames.classes[rows]),
+                    indices=np.arange(start, stop, dtype=np.int64), config=config, seed=seed,
+                    shard=None if num_shards is None else
+                    shard_record(latents_job_id(config, seed), shard, num_shards, start, stop, n), split=split,
+                    **_scene_of(model, frames.latents[rows]))
+
+
+def _scene_of(model: TemporalModel, latents: np.ndarray) -> dict[str, Any]:
+    """How a sequence's frames are rendered: CITRIS's scene from its own values, or /latents as Causal3DIdent."""
+    if model.spec.scene == "causal3dident":
+        return {}
+    return {"scene": model.spec.scene, "scene_latents": np.asarray(latents, dtype=np.float64)}
 
 
 def file_input(path: str | os.PathLike[str], *, pairs: str | None = None, shard: int | None = None,
@@ -117,6 +156,9 @@ def file_input(path: str | os.PathLike[str], *, pairs: str | None = None, shard:
         inp = JobInput(latents=f["latents"][rows], classes=f["classes"][rows], indices=index,
                        config=read_config(f), seed=int(f.attrs["seed"]), pairs=pair_data, shard=own_shard,
                        split=split or recorded_split(f))
+        if is_sequence_file(f):
+            scene = _scene_of(model_from_config(inp.config), read_sequence(f)["latents"][rows])
+            inp.scene, inp.scene_latents = scene.get("scene", inp.scene), scene.get("scene_latents")
         if num_shards is not None:
             inp.shard = shard_record(_file_job_id(f, wanted), shard, num_shards, start, stop, total)
     return inp
@@ -279,7 +321,7 @@ def chunk_task(inp: JobInput, chunk: int, start: int, stop: int, parts: Path, jo
     stamped for job ``job`` (``job_stamp``)."""
     return Task(key=chunk, classes=inp.classes[start:stop],
                 streams={k: z[start:stop] for k, z in inp.streams.items()}, path=str(_chunk_path(parts, chunk)),
-                stamp=None if job is None else chunk_stamp(job, chunk, start, stop))
+                stamp=None if job is None else chunk_stamp(job, chunk, start, stop), scene=inp.scene)
 
 
 def _store_chunk(task: Task, images: dict[str, np.ndarray] | None) -> None:

@@ -191,7 +191,7 @@ class RenderActor:
         done = 0
         for row, cls in enumerate(task.classes):
             for name, latents in task.streams.items():
-                images[name][row] = self._renderer.render(latents[row], int(cls))
+                images[name][row] = self._renderer.render(latents[row], int(cls), task.scene)
                 done += 1
                 self._progress.report.remote(task.key, done)
         return images

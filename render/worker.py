@@ -67,6 +67,8 @@ class Task:
     path: str | None = None
     stamp: str | None = None
     """The job's fingerprint for this chunk, stored in its chunk file (see ``job.chunk_stamp``)."""
+    scene: str = "causal3dident"
+    """How the scene reads the latents (``latents.SCENE_MAPPINGS``)."""
 
     @property
     def num_images(self) -> int:
@@ -113,7 +115,7 @@ def _serve(slot: int, spec: WorkerSpec, renderer: Any, tasks: Any, events: Any, 
         images = {name: np.empty((len(task.classes), side, side, 3), dtype=np.uint8) for name in task.streams}
         for row, cls in enumerate(task.classes):
             for name, latents in task.streams.items():
-                images[name][row] = renderer.render(latents[row], int(cls))
+                images[name][row] = renderer.render(latents[row], int(cls), task.scene)
                 events.put(("image", slot, None))
         if task.path is not None:
             write_chunk(Path(task.path), images, task.stamp)

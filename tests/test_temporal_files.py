@@ -78,8 +78,9 @@ def test_sequence_options_that_do_not_apply_are_one_line(tmp_path):
     result = c3di("latents", "--preset", "temporal_causal3dident", "--n", "10", "--out", str(out), "--pairs", "hues")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and "--pairs" in result.stderr
     assert not out.exists()
-    result = c3di("render", "--preset", "temporal_causal3dident", "--n", "4", "--out", str(out), "--resolution", "32")
-    assert result.returncode == 2 and "c3di latents --preset temporal_causal3dident" in result.stderr
+    result = c3di("render", "--preset", "temporal_causal3dident", "--n", "4", "--out", str(out), "--resolution", "32",
+                  "--intervene", "hue_bg=0")
+    assert result.returncode == 2 and "samples a sequence" in result.stderr and "--intervene" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
