@@ -198,6 +198,16 @@ def sequence_triplets(source: str | os.PathLike[str] | None, preset: str, frames
                          split=split)
 
 
+def _recorded_triplets(config: Mapping[str, Any], seed: int, shard: int | None, num_shards: int | None,
+                       split: str | None) -> JobInput:
+    """The triplets a triplet file's config and seed record, from the sequence its config and seed generate."""
+    source = config["sequence"]
+    model = model_from_config(source["config"])
+    seq = model.sample(int(source["seed"]), 0, int(source["config"]["num_samples_total"]))
+    return triplet_input(model, seq.latents, seq.classes, source, int(config["triplets"]["num_triplets"]), seed,
+                         masks=config["triplets"]["masks"], shard=shard, num_shards=num_shards, split=split)
+
+
 def _scene_of(model: TemporalModel, latents: np.ndarray) -> dict[str, Any]:
     """How a sequence's frames are rendered: CITRIS's scene from its own values, or /latents as Causal3DIdent."""
     if model.spec.scene == "causal3dident":
@@ -211,6 +221,9 @@ def file_input(path: str | os.PathLike[str], *, pairs: str | None = None, shard:
     the split the output records (default: the one the file records, if any)."""
     split = None if split is None else check_split(split)
     with open_dataset(path) as f:
+        config = read_config(f)
+        if "triplets" in config:  # rebuilt from the sequence and draws it records
+            return _recorded_triplets(config, int(f.attrs["seed"]), shard, num_shards, split or recorded_split(f))
         names = pair_names(f)
         wanted = names if pairs is None else [p.strip() for p in pairs.split(",") if p.strip()]
         missing = sorted(set(wanted) - set(names))

@@ -135,6 +135,15 @@ def test_triplet_shards_merge_to_the_whole_file(rendered: dict[str, Path], asset
     assert_same_data(rendered["triplets"], merged)
 
 
+@pytest.mark.render
+def test_a_triplet_file_renders_again_from_what_it_records(rendered: dict[str, Path], assets_dir: Path,
+                                                           tmp_path: Path) -> None:
+    again = tmp_path / "again.h5"
+    code, output = run_cli("render", str(rendered["triplets"]), *RENDER, "--assets", str(assets_dir), "--out", str(again))
+    assert code == 0, output
+    assert_same_data(rendered["triplets"], again)
+
+
 CITRIS_DRIVER = r"""
 import json, sys
 import numpy as np
