@@ -187,6 +187,9 @@ def sequence_triplets(source: str | os.PathLike[str] | None, preset: str, frames
         if not is_sequence_file(f):
             raise ConfigError(f"{source} holds no sequence to draw triplets from; sample one with c3di latents "
                               f"--preset temporal_causal3dident --n FRAMES --out seq.h5")
+        if "shard" in f.attrs:
+            raise ConfigError(f"{source} is one shard of a sequence; draw triplets from the whole sequence (c3di merge "
+                              f"its shards first)")
         config = read_config(f)
         model = model_from_config(config)
         latents = read_sequence(f)["latents"]

@@ -97,7 +97,8 @@ def test_rendered_triplets_hold_the_sequence_frames_and_their_mix(rendered: dict
         seq_latents = read_sequence(s)["latents"]
         assert np.array_equal(f["triplets/latents"][:, 0], seq_latents[sources[:, 0]])
         masks, mixed = f["triplets/masks"][...], f["triplets/latents"][:, 2]
-        assert np.array_equal(mixed, np.where(masks[:, :10] == 0, seq_latents[sources[:, 0]], seq_latents[sources[:, 1]]))
+        first, second = seq_latents[sources[:, 0]], seq_latents[sources[:, 1]]
+        assert np.array_equal(mixed, np.where(masks[:, :10] == 0, first, second))
         images = f["images"][...]
     # a mixed frame whose scene differs from both sources' renders differently from both
     differs = [i for i in range(8) if not np.array_equal(mixed[i], seq_latents[sources[i, 0]])
@@ -139,7 +140,8 @@ def test_triplet_shards_merge_to_the_whole_file(rendered: dict[str, Path], asset
 def test_a_triplet_file_renders_again_from_what_it_records(rendered: dict[str, Path], assets_dir: Path,
                                                            tmp_path: Path) -> None:
     again = tmp_path / "again.h5"
-    code, output = run_cli("render", str(rendered["triplets"]), *RENDER, "--assets", str(assets_dir), "--out", str(again))
+    code, output = run_cli("render", str(rendered["triplets"]), *RENDER, "--assets", str(assets_dir),
+                           "--out", str(again))
     assert code == 0, output
     assert_same_data(rendered["triplets"], again)
 
@@ -178,9 +180,9 @@ def test_citris_loader_reads_our_triplets(assets_dir: Path, tmp_path: Path) -> N
     latents = np.concatenate([arrays["raw_latents"], arrays["shape_latents"][..., :1].astype(np.float32)], axis=-1)
     np.savez(tmp_path / "expected.npz", imgs=arrays["imgs"], masks=arrays["interventions"][:, keep],
              latents=latents[..., keep])
-    result = subprocess.run([sys.executable, "-c", CITRIS_DRIVER, str(tmp_path / "citris"), str(tmp_path / "expected.npz")],
-                            cwd=checkout, env=dict(os.environ, PYTHONPATH=checkout), capture_output=True, text=True,
-                            timeout=300)
+    driver = [sys.executable, "-c", CITRIS_DRIVER, str(tmp_path / "citris"), str(tmp_path / "expected.npz")]
+    result = subprocess.run(driver, cwd=checkout, env=dict(os.environ, PYTHONPATH=checkout), capture_output=True,
+                            text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["items"] == 40 and report["names"][-1] == "obj-shape"
