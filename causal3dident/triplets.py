@@ -11,8 +11,11 @@ shard's triplets are those of one whole run.
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
 
+import h5py
 import numpy as np
 
 from . import noise
@@ -75,3 +78,30 @@ def _masks(model: TemporalModel, seed: int, start: int, stop: int, masks: Masks)
             return out
     raise ConfigError(f"no mask mixing two frames found in {MAX_DRAWS} draws: the preset's target columns leave "
                       f"no choice (every column excluded or in one group)")
+
+
+def recorded_triplets(config: Mapping[str, Any], seed: int, start: int, stop: int) -> tuple[TemporalModel, Triplets]:
+    """Triplets ``start .. stop - 1`` that a triplet file's config and seed record, drawn from the sequence that its
+    config and seed generate."""
+    from .temporal_store import model_from_config  # late: temporal_store reads files, this module does not
+
+    source = config["sequence"]
+    model = model_from_config(source["config"])
+    seq = model.sample(int(source["seed"]), 0, int(source["config"]["num_samples_total"]))
+    return model, sample_triplets(model, seq.latents, seq.classes, seed, start, stop, config["triplets"]["masks"])
+
+
+def regeneration_problems(f: h5py.File, config: Mapping[str, Any]) -> list[str]:
+    """What differs between a triplet file and the triplets its config and seed generate (``c3di verify``)."""
+    from .temporal import to_package_classes
+    from .temporal_store import normalised
+
+    n = int(f.attrs["num_samples"])
+    start = int(json.loads(f.attrs["shard"])["start"]) if "shard" in f.attrs else 0
+    model, t = recorded_triplets(config, int(f.attrs["seed"]), start, start + n)
+    package = to_package_classes(model, t.classes)
+    expected = {"triplets/sources": t.sources, "triplets/masks": t.masks, "triplets/latents": t.latents,
+                "triplets/classes": package, "latents": normalised(model, t.latents[:, 2]), "classes": package[:, 2]}
+    differ = [f"/{name}" for name, array in expected.items()
+              if name not in f or not np.array_equal(f[name][...], array)]
+    return [f"{', '.join(differ)} differ from what the recorded config and seed generate"] if differ else []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -111,6 +112,16 @@ def test_rendered_triplets_hold_the_sequence_frames_and_their_mix(rendered: dict
 
 
 @pytest.mark.render
+def test_verify_regenerates_the_triplets(rendered: dict[str, Path], tmp_path: Path) -> None:
+    copy = tmp_path / "val_triplets.h5"
+    shutil.copyfile(rendered["triplets"], copy)
+    assert verify(copy) == []
+    with h5py.File(copy, "r+") as f:
+        f["triplets/masks"][3, 4] ^= 1
+    assert verify(copy) == ["/triplets/masks differ from what the recorded config and seed generate"]
+
+
+@pytest.mark.render
 def test_triplets_export_as_citris_triplets_npz(rendered: dict[str, Path]) -> None:
     target = export_citris(rendered["triplets"], rendered["folder"] / "citris")
     assert target.name == "val_triplets.npz"
@@ -132,7 +143,9 @@ def test_triplet_shards_merge_to_the_whole_file(rendered: dict[str, Path], asset
                                *RENDER, "--assets", str(assets_dir), "--out", str(tmp_path), "--shard", str(i),
                                "--num-shards", "2")
         assert code == 0, output
-    merged = merge_files(sorted(tmp_path.glob("causal3dident-shard*.h5")), tmp_path / "merged.h5")
+    shards = sorted(tmp_path.glob("causal3dident-shard*.h5"))
+    assert [verify(s) for s in shards] == [[], []]  # each shard's triplets regenerate from their place
+    merged = merge_files(shards, tmp_path / "merged.h5")
     assert_same_data(rendered["triplets"], merged)
 
 
