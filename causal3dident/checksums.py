@@ -31,12 +31,17 @@ BLOCK = 256
 
 
 def image_datasets(f: h5py.File) -> list[str]:
-    """Paths of the image datasets in ``f``: ``images`` and ``pairs/<lt>/images``, those present."""
+    """Paths of the image datasets in ``f``: ``images``, ``pairs/<lt>/images`` and ``triplets/<frame>/images``, those
+    present."""
     names = ["images"] if isinstance(f.get("images"), h5py.Dataset) else []
     pairs = f.get("pairs")
     if isinstance(pairs, h5py.Group):
         names += [f"pairs/{lt}/images" for lt in sorted(pairs)
                   if isinstance(pairs[lt], h5py.Group) and isinstance(pairs[lt].get("images"), h5py.Dataset)]
+    triplets = f.get("triplets")  # a triplet file's source frames (causal3dident.triplets)
+    if isinstance(triplets, h5py.Group):
+        names += [f"triplets/{v}/images" for v in sorted(triplets)
+                  if isinstance(triplets[v], h5py.Group) and isinstance(triplets[v].get("images"), h5py.Dataset)]
     return names
 
 

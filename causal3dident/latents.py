@@ -87,3 +87,20 @@ def to_scene_units(latents: np.ndarray) -> np.ndarray:
     out[..., 6] = raw[..., 6] * SPOT_ANGLE_SCALE
     out[..., 7:10] = hue_fraction(raw[..., 7:10])
     return out
+
+
+def citris_scene_units(latents: np.ndarray) -> np.ndarray:
+    """CITRIS's latents [..., 10] (Temporal Causal3DIdent: positions in scene units, angles and hues in radians)
+    -> scene units, as their ``generate_causal3dident_images.py`` reads them: positions and angles as they are
+    (gamma too), the spotlight on its full circle at angle ``spot_pos``, hue fractions = hue / 2 pi."""
+    values = np.asarray(latents, dtype=np.float64)
+    if values.shape[-1] != NUM_LATENTS:
+        raise ValueError(f"expected latents with {NUM_LATENTS} columns, got shape {values.shape}")
+    out = values.copy()
+    out[..., 7:10] = np.mod(values[..., 7:10] / (2 * math.pi), 1.0)
+    return out
+
+
+SCENE_MAPPINGS = {"causal3dident": to_scene_units, "citris": citris_scene_units}
+"""How the renderer reads a row of latents: ``causal3dident``, raw latents in [-1, 1] (``to_scene_units``);
+``citris``, CITRIS's units (``citris_scene_units``). A temporal preset names its own (``scene``)."""

@@ -400,6 +400,10 @@ def _check_regenerates(f: h5py.File) -> list[str]:
         from .temporal_store import regeneration_problems
 
         return regeneration_problems(f, config)
+    if "triplets" in config:  # triplets of a sequence (causal3dident.triplets)
+        from .triplets import regeneration_problems as triplet_problems
+
+        return triplet_problems(f, config)
     if "preset" not in config:
         return []  # converted or hand-made data: nothing to regenerate from
     index = f["index"][...]

@@ -79,3 +79,7 @@ class TemporalPresetSpec:
     classes: TemporalClassesSpec = dataclasses.field(default_factory=TemporalClassesSpec)
     latents: dict[Literal[LATENT_NAMES], TemporalMechanismSpec]  # type: ignore[valid-type]
     interventions: InterventionsSpec
+    scene: Literal["citris", "causal3dident"] = "citris"
+    """How the renderer reads the frames (``latents.SCENE_MAPPINGS``): ``citris``, the preset's values as CITRIS's
+    render script does (positions in scene units, angles and hues in radians); ``causal3dident``, /latents (each
+    domain mapped onto [-1, 1]) as Causal3DIdent's latents."""

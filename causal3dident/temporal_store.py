@@ -16,6 +16,7 @@ block, so ``c3di verify`` regenerates the sequence from the config and the seed.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -140,8 +141,12 @@ def regeneration_problems(f: h5py.File, config: Mapping[str, Any]) -> list[str]:
 
 
 def _regenerate(f: h5py.File) -> tuple[TemporalModel, Frames]:
+    """The frames the file's config and seed generate: all of them, or a shard's rows (``c3di render --shard``)."""
     model = model_from_config(read_config(f))
-    return model, model.sample(int(f.attrs["seed"]), 0, int(f.attrs["num_samples"]))
+    n = int(f.attrs["num_samples"])
+    start = int(json.loads(f.attrs["shard"])["start"]) if "shard" in f.attrs else 0
+    frames = model.sample(int(f.attrs["seed"]), 0, start + n)
+    return model, Frames(start, frames.latents[start:], frames.classes[start:], frames.targets[start:])
 
 
 def _core_matches(f: h5py.File, model: TemporalModel, frames: Frames) -> bool:

@@ -57,6 +57,11 @@ def _resume_hint_on_ctrl_c(command: Callable[..., None]) -> Callable[..., None]:
 @click.option("--intervene", "interventions", multiple=True, help="As in 'c3di latents' (not with SOURCE).")
 @click.option("--balanced-classes", is_flag=True, help=BALANCED_HELP + " Not with SOURCE.")
 @click.option("--split", default=None, help=SPLIT_HELP + " With SOURCE: default the split SOURCE records.")
+@click.option("--triplets", type=int, default=None,
+              help="Render N of CITRIS's triplets of a sequence (SOURCE, or --n frames of a temporal --preset): two "
+                   "frames and a third mixing their latents by a random mask (--seed draws them). docs/temporal.md.")
+@click.option("--triplet-masks", type=click.Choice(["fine", "coarse"]), default="fine", show_default=True,
+              help="With --triplets: fine, one mask entry per variable; coarse, the preset's groups share one.")
 @click.option("--resolution", type=int, default=224, help="Image side in pixels (paper: 224).")
 @_quality
 @_set
@@ -81,7 +86,8 @@ def _resume_hint_on_ctrl_c(command: Callable[..., None]) -> Callable[..., None]:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_resume_hint_on_ctrl_c
 def render(source: Path | None, preset: str, n: int | None, seed: int, pairs: str | None,
-           interventions: tuple[str, ...], balanced_classes: bool, split: str | None, resolution: int,
+           interventions: tuple[str, ...], balanced_classes: bool, split: str | None, triplets: int | None,
+           triplet_masks: str, resolution: int,
            quality: str, workers: int | None, device: str,
            out: Path, shard: int | None, num_shards: int | None, assets: Path | None, chunk_size: int,
            overwrite: bool, backend: str, address: str | None, compression: str, quiet: bool,
@@ -91,10 +97,19 @@ def render(source: Path | None, preset: str, n: int | None, seed: int, pairs: st
     Anchors go to /images, each transformation's views to /pairs/<name>/images. Killed jobs resume
     when rerun with the same command; shards are joined with 'c3di merge'.
     """
-    from .job import file_input, output_path, run_job, sampled_input
+    from .job import file_input, output_path, run_job, sampled_input, sequence_triplets
 
     config = render_config(quality, resolution, **parse_overrides(overrides))
-    if source is not None:
+    if triplets is not None:
+        if pairs or interventions or balanced_classes:
+            raise ConfigError("--triplets mixes a sequence's frames: drop --pairs/--intervene/--balanced-classes")
+        if source is not None and n is not None:
+            raise ConfigError("SOURCE is the sequence the triplets come from: drop --n, or drop SOURCE to sample one")
+        inp = sequence_triplets(source, preset, n, seed, triplets, masks=triplet_masks, shard=shard,
+                                num_shards=num_shards,
+                                split=None if source is not None and split is None else
+                                choose_split(split, output_path(out, shard, num_shards)))
+    elif source is not None:
         if n is not None or interventions or balanced_classes:
             raise ConfigError("SOURCE brings its own latents: drop --n/--intervene/--balanced-classes, or drop SOURCE "
                               "to sample new ones")

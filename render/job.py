@@ -32,9 +32,14 @@ from ..codecs import filter_args, write_images
 from ..errors import ConfigError, DatasetFileError
 from ..generate import (build_config, latents_file_size, latents_for_config, latents_job_id, shard_range,
                         shard_record, transformations_from_config)
+from ..latents import CLASS_NAMES
 from ..splits import check_split, infer_split, recorded_split
 from ..store import (atomic_h5, check_output, create_image_dataset, open_dataset, pair_names, read_config,
                      write_core, write_pair_latents)
+from ..temporal import TemporalModel, to_package_classes
+from ..temporal_store import (is_sequence_file, model_from_config, normalised, read_sequence, sequence_config,
+                              temporal_preset)
+from ..triplets import sample_triplets
 from . import assets as assets_mod
 from .config import RenderConfig
 from .devices import DeviceSpec, require_bpy
@@ -62,12 +67,23 @@ class JobInput:
     shard: dict[str, int] | None = None
     split: str | None = None
     """The split the output records (``causal3dident.splits``)."""
+    scene: str = "causal3dident"
+    """How the scene reads the rendered latents (``latents.SCENE_MAPPINGS``)."""
+    scene_latents: np.ndarray | None = None
+    """What the anchors render, where it is not ``latents`` (a sequence's latents in its preset's units)."""
+    views: dict[str, np.ndarray] = field(default_factory=dict)
+    """Further image datasets (path -> latents, read like ``scene_latents``): a triplet's source frames."""
+    view_classes: dict[str, np.ndarray] = field(default_factory=dict)
+    """The classes of those views (default: ``classes``)."""
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    """Further datasets the output holds as they are (path -> array, one row per sample)."""
 
     @property
     def streams(self) -> dict[str, np.ndarray]:
         """Dataset path -> latents to render: the anchors, then each pair's transformed views."""
-        out = {ANCHORS: self.latents}
+        out = {ANCHORS: self.latents if self.scene_latents is None else self.scene_latents}
         out.update({f"pairs/{name}/images": z for name, (z, _) in sorted(self.pairs.items())})
+        out.update(self.views)
         return out
 
     def fingerprint(self) -> str:
@@ -78,13 +94,24 @@ class JobInput:
         for name, z in self.streams.items():
             digest.update(name.encode())
             digest.update(np.ascontiguousarray(z, dtype=np.float32).tobytes())
+        if self.scene_latents is not None:
+            digest.update(self.scene.encode())
+            digest.update(np.ascontiguousarray(self.scene_latents).tobytes())
+        for name, array in sorted({**self.extras, **{f"{k}/classes": c for k, c in self.view_classes.items()}}.items()):
+            digest.update(name.encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
         return digest.hexdigest()
 
 
 def sampled_input(preset: str, n: int, seed: int, *, pairs: str | None = None, interventions: Sequence[str] = (),
                   shard: int | None = None, num_shards: int | None = None, balanced_classes: bool = False,
                   split: str | None = None) -> JobInput:
-    """Latents drawn from an SCM preset, exactly as ``c3di latents`` draws them."""
+    """Latents drawn from an SCM preset, exactly as ``c3di latents`` draws them (a temporal preset: its frames)."""
+    if (model := temporal_preset(preset)) is not None:
+        if pairs or interventions or balanced_classes:
+            raise ConfigError(f"--preset {preset} samples a sequence: --pairs, --intervene and --balanced-classes "
+                              f"do not apply to its frames; drop them")
+        return sequence_input(model, n, seed, shard=shard, num_shards=num_shards, split=split)
     config = build_config(preset, n, interventions=interventions, pairs=pairs, balanced_classes=balanced_classes)
     start, stop = shard_range(n, shard, num_shards)
     data = latents_for_config(config, seed, start, stop - start)
@@ -95,12 +122,111 @@ def sampled_input(preset: str, n: int, seed: int, *, pairs: str | None = None, i
                     shard_record(latents_job_id(config, seed), shard, num_shards, start, stop, n), split=split)
 
 
+def sequence_input(model: TemporalModel, n: int, seed: int, *, shard: int | None = None,
+                   num_shards: int | None = None, split: str | None = None) -> JobInput:
+    """Frames of a temporal preset, exactly as ``c3di latents`` samples them: the file records /latents in
+    [-1, 1]; the scene renders the preset's own values, read as its ``scene`` says."""
+    config = sequence_config(model, n)
+    start, stop = shard_range(n, shard, num_shards)
+    frames = model.sample(seed, 0, stop)
+    rows = slice(start, stop)
+    return JobInput(latents=normalised(model, frames.latents[rows]),
+                    classes=to_package_classes(model, frames.classes[rows]),
+                    indices=np.arange(start, stop, dtype=np.int64), config=config, seed=seed,
+                    shard=None if num_shards is None else
+                    shard_record(latents_job_id(config, seed), shard, num_shards, start, stop, n), split=split,
+                    **_scene_of(model, frames.latents[rows]))
+
+
+def triplet_input(model: TemporalModel, latents: np.ndarray, classes: np.ndarray, source: Mapping[str, Any], n: int,
+                  seed: int, *, masks: str = "fine", shard: int | None = None, num_shards: int | None = None,
+                  split: str | None = None) -> JobInput:
+    """CITRIS's triplets of a sequence (``causal3dident.triplets``; ``latents`` in the preset's units, ``classes`` in
+    its order; ``source``: what the file records about the sequence): the file's samples are the mixed frames
+    (/images), the source frames go to /triplets/first/images and /triplets/second/images."""
+    if n <= 0:
+        raise ConfigError(f"--triplets must be a positive number of triplets, got {n}")
+    if masks not in ("fine", "coarse"):
+        raise ConfigError(f"--triplet-masks must be fine or coarse, got {masks!r}")
+    config = {"generator_version": 1, "sequence": dict(source),
+              "triplets": {"num_triplets": int(n), "masks": masks, "mask_columns": list(model.target_names)}}
+    start, stop = shard_range(n, shard, num_shards)
+    t = sample_triplets(model, latents, classes, seed, start, stop, masks)  # type: ignore[arg-type]
+    package = to_package_classes(model, t.classes)
+    scene = _scene_of(model, t.latents[:, 2])
+    native = scene.get("scene_latents") is not None
+    views = {f"triplets/{which}/images": t.latents[:, k] if native else normalised(model, t.latents[:, k])
+             for k, which in enumerate(("first", "second"))}
+    extras = {"triplets/sources": t.sources, "triplets/masks": t.masks, "triplets/latents": t.latents,
+              "triplets/classes": package}
+    return JobInput(latents=normalised(model, t.latents[:, 2]), classes=package[:, 2],
+                    indices=np.arange(start, stop, dtype=np.int64), config=config, seed=seed,
+                    shard=None if num_shards is None else
+                    shard_record(latents_job_id(config, seed), shard, num_shards, start, stop, n), split=split,
+                    views=views, view_classes={name: package[:, k] for k, name in enumerate(views)}, extras=extras,
+                    **scene)
+
+
+def sequence_triplets(source: str | os.PathLike[str] | None, preset: str, frames: int | None, seed: int, n: int, *,
+                      masks: str = "fine", shard: int | None = None, num_shards: int | None = None,
+                      split: str | None = None) -> JobInput:
+    """``triplet_input`` of the sequence file ``source``, or of ``frames`` frames sampled from ``preset`` with
+    ``seed``; the triplets are drawn with ``seed``."""
+    if source is None:
+        model = temporal_preset(preset)
+        if model is None:
+            raise ConfigError(f"--triplets mixes the frames of a sequence; --preset {preset} is not a temporal preset "
+                              f"(use temporal_causal3dident)")
+        if frames is None:
+            raise ConfigError("give --n (frames of the sequence to draw triplets from) or a sequence file SOURCE")
+        config = sequence_config(model, frames)
+        seq = model.sample(seed, 0, frames)
+        return triplet_input(model, seq.latents, seq.classes, {"config": config, "seed": seed}, n, seed, masks=masks,
+                             shard=shard, num_shards=num_shards, split=split)
+    with open_dataset(source) as f:
+        if not is_sequence_file(f):
+            raise ConfigError(f"{source} holds no sequence to draw triplets from; sample one with c3di latents "
+                              f"--preset temporal_causal3dident --n FRAMES --out seq.h5")
+        if "shard" in f.attrs:
+            raise ConfigError(f"{source} is one shard of a sequence; draw triplets from the whole sequence (c3di merge "
+                              f"its shards first)")
+        config = read_config(f)
+        model = model_from_config(config)
+        latents = read_sequence(f)["latents"]
+        lookup = {CLASS_NAMES.index(c): i for i, c in enumerate(model.class_names)}
+        classes = np.array([lookup[int(c)] for c in f["classes"][...]], dtype=np.int64)
+        record = {"config": config, "seed": int(f.attrs["seed"])}
+        split = split or recorded_split(f)
+    return triplet_input(model, latents, classes, record, n, seed, masks=masks, shard=shard, num_shards=num_shards,
+                         split=split)
+
+
+def _recorded_triplets(config: Mapping[str, Any], seed: int, shard: int | None, num_shards: int | None,
+                       split: str | None) -> JobInput:
+    """The triplets a triplet file's config and seed record, from the sequence its config and seed generate."""
+    source = config["sequence"]
+    model = model_from_config(source["config"])
+    seq = model.sample(int(source["seed"]), 0, int(source["config"]["num_samples_total"]))
+    return triplet_input(model, seq.latents, seq.classes, source, int(config["triplets"]["num_triplets"]), seed,
+                         masks=config["triplets"]["masks"], shard=shard, num_shards=num_shards, split=split)
+
+
+def _scene_of(model: TemporalModel, latents: np.ndarray) -> dict[str, Any]:
+    """How a sequence's frames are rendered: CITRIS's scene from its own values, or /latents as Causal3DIdent."""
+    if model.spec.scene == "causal3dident":
+        return {}
+    return {"scene": model.spec.scene, "scene_latents": np.asarray(latents, dtype=np.float64)}
+
+
 def file_input(path: str | os.PathLike[str], *, pairs: str | None = None, shard: int | None = None,
                num_shards: int | None = None, split: str | None = None) -> JobInput:
     """Latents (and pair latents) of an existing dataset file; ``pairs`` picks some of its pairs; ``split``:
     the split the output records (default: the one the file records, if any)."""
     split = None if split is None else check_split(split)
     with open_dataset(path) as f:
+        config = read_config(f)
+        if "triplets" in config:  # rebuilt from the sequence and draws it records
+            return _recorded_triplets(config, int(f.attrs["seed"]), shard, num_shards, split or recorded_split(f))
         names = pair_names(f)
         wanted = names if pairs is None else [p.strip() for p in pairs.split(",") if p.strip()]
         missing = sorted(set(wanted) - set(names))
@@ -117,6 +243,9 @@ def file_input(path: str | os.PathLike[str], *, pairs: str | None = None, shard:
         inp = JobInput(latents=f["latents"][rows], classes=f["classes"][rows], indices=index,
                        config=read_config(f), seed=int(f.attrs["seed"]), pairs=pair_data, shard=own_shard,
                        split=split or recorded_split(f))
+        if is_sequence_file(f):
+            scene = _scene_of(model_from_config(inp.config), read_sequence(f)["latents"][rows])
+            inp.scene, inp.scene_latents = scene.get("scene", inp.scene), scene.get("scene_latents")
         if num_shards is not None:
             inp.shard = shard_record(_file_job_id(f, wanted), shard, num_shards, start, stop, total)
     return inp
@@ -280,7 +409,8 @@ def chunk_task(inp: JobInput, chunk: int, start: int, stop: int, parts: Path, jo
     stamped for job ``job`` (``job_stamp``)."""
     return Task(key=chunk, classes=inp.classes[start:stop],
                 streams={k: z[start:stop] for k, z in inp.streams.items()}, path=str(_chunk_path(parts, chunk)),
-                stamp=None if job is None else chunk_stamp(job, chunk, start, stop))
+                stamp=None if job is None else chunk_stamp(job, chunk, start, stop), scene=inp.scene,
+                stream_classes={k: c[start:stop] for k, c in inp.view_classes.items()})
 
 
 def _store_chunk(task: Task, images: dict[str, np.ndarray] | None) -> None:
@@ -474,6 +604,8 @@ def _assemble(inp: JobInput, out: Path, parts: Path, chunk_ids: Sequence[int], c
     with atomic_h5(out, overwrite, size_hint=assembled_size(inp, parts, chunk_ids, compression)) as f:
         write_core(f, latents=inp.latents, classes=inp.classes, indices=inp.indices, config=inp.config,
                    seed=inp.seed, split=inp.split or infer_split(out))
+        for name, array in inp.extras.items():
+            f.create_dataset(name, data=array)
         if inp.shard is not None:
             f.attrs["shard"] = json.dumps(inp.shard)
         for name, (z, transformation) in sorted(inp.pairs.items()):

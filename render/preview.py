@@ -46,11 +46,13 @@ def class_latents(preset: str, per_class: int, seed: int) -> tuple[np.ndarray, n
 
 def render_latents(latents: np.ndarray, classes: np.ndarray, config: RenderConfig, devices: Sequence[DeviceSpec],
                    *, workers: int | None = None, assets: str | os.PathLike[str] | None = None,
-                   per_task: int = 4, on_image: Callable[[], None] | None = None) -> np.ndarray:
-    """uint8 [N, H, W, 3] images of some latents, rendered by worker processes (no files)."""
+                   per_task: int = 4, on_image: Callable[[], None] | None = None,
+                   scene: str = "causal3dident") -> np.ndarray:
+    """uint8 [N, H, W, 3] images of some latents, rendered by worker processes (no files); ``scene``: how the
+    scene reads them (``latents.SCENE_MAPPINGS``)."""
     require_bpy()
     meshes = assets_mod.resolve(assets)
-    tasks = [Task(key=i, classes=classes[a:a + per_task], streams={"images": latents[a:a + per_task]})
+    tasks = [Task(key=i, classes=classes[a:a + per_task], streams={"images": latents[a:a + per_task]}, scene=scene)
              for i, a in enumerate(range(0, len(latents), per_task))]
     images = np.empty((len(latents), config.resolution, config.resolution, 3), dtype=np.uint8)
 

@@ -189,9 +189,9 @@ class RenderActor:
         side = self._config.resolution
         images = {name: np.empty((len(task.classes), side, side, 3), dtype=np.uint8) for name in task.streams}
         done = 0
-        for row, cls in enumerate(task.classes):
+        for row in range(len(task.classes)):
             for name, latents in task.streams.items():
-                images[name][row] = self._renderer.render(latents[row], int(cls))
+                images[name][row] = self._renderer.render(latents[row], task.class_of(name, row), task.scene)
                 done += 1
                 self._progress.report.remote(task.key, done)
         return images

@@ -19,7 +19,7 @@ import bpy
 import numpy as np
 from mathutils import Euler, Matrix, Vector
 
-from ..latents import NUM_CLASSES
+from ..latents import NUM_CLASSES, SCENE_MAPPINGS
 from ..multimodal import scene_units
 from .assets import MeshAsset
 from .config import RenderConfig
@@ -49,19 +49,22 @@ class SceneRenderer:
         self.scene.render.filepath = str(self._frame_dir / "frame.png")
         self._state: dict[str, object] = {}
 
-    def render(self, latents: np.ndarray, cls: int) -> np.ndarray:
-        """Render one image of class ``cls`` with raw latents [10] (values in [-1, 1])."""
-        self.apply(latents, cls)
+    def render(self, latents: np.ndarray, cls: int, scene: str = "causal3dident") -> np.ndarray:
+        """Render one image of class ``cls`` with latents [10], read as ``scene`` says (``latents.SCENE_MAPPINGS``:
+        the default, raw latents in [-1, 1])."""
+        self.apply(latents, cls, scene)
         bpy.ops.render.render(write_still=True)
         frame = Path(self.scene.render.filepath)
         pixels = _read_png(frame)
         frame.unlink()
         return pixels
 
-    def apply(self, latents: np.ndarray, cls: int) -> None:
+    def apply(self, latents: np.ndarray, cls: int, scene: str = "causal3dident") -> None:
         """Set the scene to (latents, class), touching only what changed since the last call."""
         cfg = self.config
-        u = scene_units(np.asarray(latents, dtype=np.float64), cfg.scene)
+        latents = np.asarray(latents, dtype=np.float64)
+        # a temporal preset's frames name their mapping (scene); else the render config's scene variant decides
+        u = scene_units(latents, cfg.scene) if scene == "causal3dident" else SCENE_MAPPINGS[scene](latents)
         obj = self.objects[int(cls)]
         if self._changed("class", int(cls)):
             for i, other in enumerate(self.objects):

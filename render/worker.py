@@ -67,6 +67,14 @@ class Task:
     path: str | None = None
     stamp: str | None = None
     """The job's fingerprint for this chunk, stored in its chunk file (see ``job.chunk_stamp``)."""
+    scene: str = "causal3dident"
+    """How the scene reads the latents (``latents.SCENE_MAPPINGS``)."""
+    stream_classes: dict[str, np.ndarray] = field(default_factory=dict)
+    """Classes of the streams whose rows are not of class ``classes`` (a triplet's source frames)."""
+
+    def class_of(self, name: str, row: int) -> int:
+        """The class of row ``row`` of stream ``name``."""
+        return int(self.stream_classes.get(name, self.classes)[row])
 
     @property
     def num_images(self) -> int:
@@ -111,9 +119,9 @@ def _serve(slot: int, spec: WorkerSpec, renderer: Any, tasks: Any, events: Any, 
             return
         side = spec.config.resolution
         images = {name: np.empty((len(task.classes), side, side, 3), dtype=np.uint8) for name in task.streams}
-        for row, cls in enumerate(task.classes):
+        for row in range(len(task.classes)):
             for name, latents in task.streams.items():
-                images[name][row] = renderer.render(latents[row], int(cls))
+                images[name][row] = renderer.render(latents[row], task.class_of(name, row), task.scene)
                 events.put(("image", slot, None))
         if task.path is not None:
             write_chunk(Path(task.path), images, task.stamp)
