@@ -97,7 +97,17 @@ def _bpy_version() -> str | None:
         return None
 
 
-@pytest.mark.skipif(_bpy_version() != GOLDEN_BPY, reason=f"the golden pixels were rendered with bpy {GOLDEN_BPY}")
+def _cpu_model() -> str:
+    """The CPU's model name: Cycles CPU pixels are bit-identical run to run, not across CPU families."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    return next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
+
+
+GOLDEN_CPU = "AMD EPYC"
+
+
+@pytest.mark.skipif(_bpy_version() != GOLDEN_BPY or _cpu_model() != GOLDEN_CPU,
+                    reason=f"the golden pixels were rendered with bpy {GOLDEN_BPY} on an {GOLDEN_CPU} CPU")
 def test_causal3dident_pixels_unchanged(assets_dir: Path) -> None:
     data = latents_for_config(build_config("causal3dident", 4), 11, 0, 4)
     images = render_latents(data["latents"], data["classes"], render_config("preview", 32), [CPU],
