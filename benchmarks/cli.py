@@ -37,7 +37,12 @@ def bench() -> None:
 
 
 @bench.command()
-@click.option("--setting", required=True, help="Setting id (see 'c3di bench settings').")
+@click.option("--setting", default=None,
+              help="Setting id (see 'c3di bench settings'); required for causal3dident. With --dataset "
+                   "multimodal3dident: the rows' setting label (default multimodal3dident).")
+@click.option("--dataset", type=click.Choice(["causal3dident", "multimodal3dident"]), default="causal3dident",
+              show_default=True, help="multimodal3dident: image-text contrastive learning on train/val/test splits "
+                                      "(benchmarks/tiers_multimodal.yaml; docs/multimodal.md, Benchmark).")
 @click.option("--tier", default="mini", help="smoke, mini or paper (see 'c3di bench tiers').")
 @click.option("--seed", type=SEED, default=0, help="Run seed (initialisation, batches, augmentations, probe split).")
 @click.option("--method", default=None,
@@ -56,9 +61,14 @@ def bench() -> None:
 @click.option("--eval-every", type=click.IntRange(min=0), default=0,
               help="Also probe the held-out samples every N steps into curve.csv (a learning curve); "
                    "0: only at the end.")
-def run(setting: str, tier: str, seed: int, method: str | None, encoder: str | None, data: Path, out: Path,
-        settings_files: tuple[Path, ...], overrides: tuple[str, ...], device: str, eval_every: int) -> None:
+def run(setting: str | None, dataset: str, tier: str, seed: int, method: str | None, encoder: str | None, data: Path,
+        out: Path, settings_files: tuple[Path, ...], overrides: tuple[str, ...], device: str, eval_every: int) -> None:
     """Train and evaluate one setting; write OUT/<tier>/<method>/<setting>/seed<S>/results.csv."""
+    if dataset == "multimodal3dident":
+        _run_imgtxt(setting, tier, seed, method, encoder, data, out, overrides, device)
+        return
+    if setting is None:
+        raise click.UsageError("Missing option '--setting' (see 'c3di bench settings').")
     from .runner import run_benchmark
     from .settings import get_setting, load_settings
     from .tiers import load_tier
@@ -72,6 +82,21 @@ def run(setting: str, tier: str, seed: int, method: str | None, encoder: str | N
                          on_step=progress, echo=click.echo, eval_every=eval_every)
     click.echo(f"wrote {path / 'results.csv'}")
     _print_summary(path)
+
+
+def _run_imgtxt(setting: str | None, tier: str, seed: int, method: str | None, encoder: str | None, data: Path,
+                out: Path, overrides: tuple[str, ...], device: str) -> None:
+    """``run --dataset multimodal3dident``: image-text training and their evaluation protocol."""
+    from .imgtxt_run import DATASET, load_imgtxt_tier, run_imgtxt
+
+    if encoder is not None:
+        raise click.UsageError("--encoder is not supported with --dataset multimodal3dident; drop it")
+    the_tier = load_imgtxt_tier(tier, overrides, method=method or "imgtxt")
+    progress = _progress(the_tier)
+    on_interrupt(progress.interrupted)
+    path = run_imgtxt(the_tier, seed, data, out, method=method or "imgtxt", setting=setting or DATASET,
+                      device=device, on_step=progress, echo=click.echo)
+    click.echo(f"wrote {path / 'results.csv'}")
 
 
 @bench.command()
