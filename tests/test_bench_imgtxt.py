@@ -151,6 +151,7 @@ def test_smoke_run_end_to_end_and_its_leaderboard(splits, tmp_path):
     assert f"| text | object_shape |  |  | {float(shape['value']):.2f} |" in text
 
 
+@pytest.mark.slow  # two training runs in one folder: ~45 s on 2 shared cores
 def test_leaderboard_keeps_causal3dident_sections_as_they_were(splits, synthetic_h5, tmp_path):
     out = tmp_path / "runs"
     mm = _invoke("--dataset", "multimodal3dident", "--tier", "smoke", "--data", str(splits), "--out", str(out))
