@@ -191,3 +191,30 @@ def test_a_missing_split_is_one_line(splits, tmp_path):
     assert done.exit_code == 2 and "no val.h5" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "runs" / "smoke").exists()
 
+
+
+def test_tiers_load_and_paper_is_their_defaults():
+    from causal3dident.benchmarks.imgtxt_run import tier_names
+
+    assert tier_names() == ["smoke", "mini", "paper"]
+    assert load_imgtxt_tier("mini").provisional and not load_imgtxt_tier("smoke").provisional
+    paper = load_imgtxt_tier("paper")
+    # main_imgtxt.py's argparse defaults: --encoding-size 4, --hidden-size 100, --tau 1.0, --lr 1e-5,
+    # --batch-size 256, --train-steps 100001; ResNet-18 on 224 px images
+    assert (paper.model.encoder, paper.model.content_dim, paper.model.hidden_dim, paper.resolution) == \
+        ("resnet18", 4, 100, 224)
+    assert (paper.train.lr, paper.train.batch_size, paper.train.steps) == (1e-5, 256, 100001)
+    assert imgtxt_params("imgtxt", paper)["temperature"] == 1.0
+
+
+def test_release_layout_loads_as_the_hdf5_files(splits, tmp_path):
+    from causal3dident.benchmarks.imgtxt_run import load_split
+    from causal3dident.convert import export
+
+    for split in ("val", "test"):
+        export(splits / f"{split}.h5", tmp_path / "m3di", fmt="multimodal3dident")
+        a, b = load_split(splits, split, 16), load_split(tmp_path / "m3di", split, 16)
+        assert torch.equal(a.images, b.images) and torch.equal(a.tokens, b.tokens)
+        for m in FACTORS:
+            for f in FACTORS[m]:
+                assert np.array_equal(a.labels[m][f], b.labels[m][f]), (m, f)
