@@ -65,6 +65,8 @@ def run(setting: str | None, dataset: str, tier: str, seed: int, method: str | N
         out: Path, settings_files: tuple[Path, ...], overrides: tuple[str, ...], device: str, eval_every: int) -> None:
     """Train and evaluate one setting; write OUT/<tier>/<method>/<setting>/seed<S>/results.csv."""
     if dataset == "multimodal3dident":
+        if eval_every or settings_files:
+            raise click.UsageError("--eval-every and --settings are not supported with --dataset multimodal3dident")
         _run_imgtxt(setting, tier, seed, method, encoder, data, out, overrides, device)
         return
     if setting is None:
@@ -215,15 +217,23 @@ def settings_command(settings_files: tuple[Path, ...]) -> None:
 
 
 @bench.command("tiers")
-def tiers_command() -> None:
+@click.option("--dataset", type=click.Choice(["causal3dident", "multimodal3dident"]), default="causal3dident",
+              show_default=True, help="multimodal3dident: the tiers of benchmarks/tiers_multimodal.yaml.")
+def tiers_command(dataset: str) -> None:
     """List the tiers with their main numbers."""
     from .methods import method_params
     from .tiers import load_tier, tier_names
 
-    for name in tier_names():
-        t = load_tier(name)
+    names, load, param_fn = tier_names(), load_tier, method_params
+    if dataset == "multimodal3dident":
+        from .imgtxt import imgtxt_params
+        from .imgtxt_run import load_imgtxt_tier, tier_names as imgtxt_tier_names
+
+        names, load, param_fn = imgtxt_tier_names(), load_imgtxt_tier, imgtxt_params
+    for name in names:
+        t = load(name)
         flag = " [provisional]" if t.provisional else ""
-        params = "; ".join(f"{m} " + ", ".join(f"{k} {v}" for k, v in method_params(m, t).items()) for m in t.method)
+        params = "; ".join(f"{m} " + ", ".join(f"{k} {v}" for k, v in param_fn(m, t).items()) for m in t.method)
         click.echo(f"{name}{flag}: {t.resolution} px, {t.model.encoder}, batch {t.train.batch_size}, "
                    f"{t.train.steps} steps, lr {t.train.lr}, {params}, seeds {list(t.seeds)}; {t.description}")
 

@@ -10,6 +10,8 @@ folder is ``OUT/<tier>/<method>/<setting>/seed<S>/`` as for Causal3DIdent runs; 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -117,7 +119,8 @@ def run_imgtxt(tier: Tier, seed: int, data: str | Path, out: str | Path, method:
     record: dict[str, Any] = {
         "dataset_kind": DATASET, "method": method_obj.name, "method_spec": method, "setting": setting,
         "method_params": imgtxt_params(method, tier), "tier": tier.to_dict(), "seed": seed,
-        "dataset": {"root": str(data), "train_samples": len(train), "val_samples": len(val),
+        "dataset": {"root": str(data), "sha256": _hash(train, val, test), "train_samples": len(train),
+                    "val_samples": len(val),
                     "test_samples": len(test), "order": f"causal3dident.EpochSampler({len(train)}, seed={seed})",
                     "vocabulary": f"causal3dident.multimodal_vocab ({len(vocab.words())} tokens, length "
                                   f"{vocab.max_length()})"},
@@ -184,11 +187,21 @@ def train_imgtxt(method: ImageTextMethod, model: ImgTxtModel, train: Pairs, tier
             "final_loss": loss_value}
 
 
-def _fingerprint(record: dict[str, Any]) -> str:
-    import hashlib
-    import json
+def _hash(*splits: Pairs) -> str:
+    """SHA-256 of exactly the arrays a run uses (images after resizing, token ids, labels)."""
+    h = hashlib.sha256()
+    for pairs in splits:
+        arrays = [pairs.images.numpy(), pairs.tokens.numpy()]
+        arrays += [np.asarray(v) for m in FACTORS for v in pairs.labels[m].values()]
+        for a in arrays:
+            h.update(str(a.shape).encode())
+            h.update(np.ascontiguousarray(a).data)
+    return h.hexdigest()
 
-    ident = {k: record[k] for k in ("method_spec", "method_params", "tier", "seed", "dataset")}
+
+def _fingerprint(record: dict[str, Any]) -> str:
+    ident = {k: record[k] for k in ("method_spec", "method_params", "tier", "seed")} | \
+        {"data": record["dataset"]["sha256"]}
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
 
 

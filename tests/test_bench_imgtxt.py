@@ -137,7 +137,7 @@ def test_smoke_run_end_to_end_and_its_leaderboard(splits, tmp_path):
     assert [int(r["step"]) for r in log] == [1, 2, 3, 4] and all(np.isfinite(float(r["loss"])) for r in log)
     record = json.loads((run / "run.json").read_text())
     assert record["train"]["steps"] == 4 and record["dataset"]["val_samples"] == 24
-    assert record["method_params"]["temperature"] == 1.0
+    assert record["method_params"]["temperature"] == 1.0 and len(record["dataset"]["sha256"]) == 64
 
     # the same command again resumes at step 4 and gives the same rows (deterministic training and probes)
     again = _invoke("--dataset", "multimodal3dident", "--tier", "smoke", "--data", str(splits), "--out", str(out))
@@ -218,3 +218,12 @@ def test_release_layout_loads_as_the_hdf5_files(splits, tmp_path):
         for m in FACTORS:
             for f in FACTORS[m]:
                 assert np.array_equal(a.labels[m][f], b.labels[m][f]), (m, f)
+
+
+def test_tiers_listing_and_unsupported_options(splits, tmp_path):
+    listing = CliRunner().invoke(main, ["bench", "tiers", "--dataset", "multimodal3dident"])
+    assert listing.exit_code == 0 and "mini [provisional]: 64 px" in listing.output and "imgtxt temperature 1.0" \
+        in listing.output
+    refused = _invoke("--dataset", "multimodal3dident", "--tier", "smoke", "--eval-every", "2", "--data", str(splits),
+                      "--out", str(tmp_path))
+    assert refused.exit_code == 2 and "--eval-every" in refused.output and not any(tmp_path.iterdir())
