@@ -21,7 +21,8 @@ PROBES = (("linear", "r2", "R^2 linear"), ("kernel_ridge", "r2", "R^2 kernel rid
 
 def is_imgtxt_row(row: dict[str, str]) -> bool:
     """A row of a Multimodal3DIdent run: its factor is ``<modality>.<factor>``."""
-    return row["factor"].partition(".")[0] in FACTORS and "." in row["factor"]
+    modality, dot, _ = row["factor"].partition(".")
+    return bool(dot) and modality in FACTORS
 
 
 def render_imgtxt_sections(rows: Sequence[dict[str, str]]) -> list[str]:
@@ -29,7 +30,8 @@ def render_imgtxt_sections(rows: Sequence[dict[str, str]]) -> list[str]:
     values: dict[tuple[str, str, str], dict[tuple[str, str], dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     for r in rows:
         if is_imgtxt_row(r) and r["layer"] == "final":
-            values[(r["method"], r["tier"], r["setting"])][(r["factor"], r["probe"])][int(r["seed"])] = float(r["value"])
+            cell = values[(r["method"], r["tier"], r["setting"])][(r["factor"], r["probe"])]
+            cell[int(r["seed"])] = float(r["value"])
     lines: list[str] = []
     for (method, tier, setting), cells in sorted(values.items()):
         seeds = sorted({s for v in cells.values() for s in v})
