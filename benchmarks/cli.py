@@ -37,7 +37,12 @@ def bench() -> None:
 
 
 @bench.command()
-@click.option("--setting", required=True, help="Setting id (see 'c3di bench settings').")
+@click.option("--setting", default=None,
+              help="Setting id (see 'c3di bench settings'); required for causal3dident. With --dataset "
+                   "multimodal3dident: the rows' setting label (default multimodal3dident).")
+@click.option("--dataset", type=click.Choice(["causal3dident", "multimodal3dident"]), default="causal3dident",
+              show_default=True, help="multimodal3dident: image-text contrastive learning on train/val/test splits "
+                                      "(benchmarks/tiers_multimodal.yaml; docs/multimodal.md, Benchmark).")
 @click.option("--tier", default="mini", help="smoke, mini or paper (see 'c3di bench tiers').")
 @click.option("--seed", type=SEED, default=0, help="Run seed (initialisation, batches, augmentations, probe split).")
 @click.option("--method", default=None,
@@ -56,9 +61,16 @@ def bench() -> None:
 @click.option("--eval-every", type=click.IntRange(min=0), default=0,
               help="Also probe the held-out samples every N steps into curve.csv (a learning curve); "
                    "0: only at the end.")
-def run(setting: str, tier: str, seed: int, method: str | None, encoder: str | None, data: Path, out: Path,
-        settings_files: tuple[Path, ...], overrides: tuple[str, ...], device: str, eval_every: int) -> None:
+def run(setting: str | None, dataset: str, tier: str, seed: int, method: str | None, encoder: str | None, data: Path,
+        out: Path, settings_files: tuple[Path, ...], overrides: tuple[str, ...], device: str, eval_every: int) -> None:
     """Train and evaluate one setting; write OUT/<tier>/<method>/<setting>/seed<S>/results.csv."""
+    if dataset == "multimodal3dident":
+        if eval_every or settings_files:
+            raise click.UsageError("--eval-every and --settings are not supported with --dataset multimodal3dident")
+        _run_imgtxt(setting, tier, seed, method, encoder, data, out, overrides, device)
+        return
+    if setting is None:
+        raise click.UsageError("Missing option '--setting' (see 'c3di bench settings').")
     from .runner import run_benchmark
     from .settings import get_setting, load_settings
     from .tiers import load_tier
@@ -72,6 +84,21 @@ def run(setting: str, tier: str, seed: int, method: str | None, encoder: str | N
                          on_step=progress, echo=click.echo, eval_every=eval_every)
     click.echo(f"wrote {path / 'results.csv'}")
     _print_summary(path)
+
+
+def _run_imgtxt(setting: str | None, tier: str, seed: int, method: str | None, encoder: str | None, data: Path,
+                out: Path, overrides: tuple[str, ...], device: str) -> None:
+    """``run --dataset multimodal3dident``: image-text training and their evaluation protocol."""
+    from .imgtxt_run import DATASET, load_imgtxt_tier, run_imgtxt
+
+    if encoder is not None:
+        raise click.UsageError("--encoder is not supported with --dataset multimodal3dident; drop it")
+    the_tier = load_imgtxt_tier(tier, overrides, method=method or "imgtxt")
+    progress = _progress(the_tier)
+    on_interrupt(progress.interrupted)
+    path = run_imgtxt(the_tier, seed, data, out, method=method or "imgtxt", setting=setting or DATASET,
+                      device=device, on_step=progress, echo=click.echo)
+    click.echo(f"wrote {path / 'results.csv'}")
 
 
 @bench.command()
@@ -190,15 +217,23 @@ def settings_command(settings_files: tuple[Path, ...]) -> None:
 
 
 @bench.command("tiers")
-def tiers_command() -> None:
+@click.option("--dataset", type=click.Choice(["causal3dident", "multimodal3dident"]), default="causal3dident",
+              show_default=True, help="multimodal3dident: the tiers of benchmarks/tiers_multimodal.yaml.")
+def tiers_command(dataset: str) -> None:
     """List the tiers with their main numbers."""
     from .methods import method_params
     from .tiers import load_tier, tier_names
 
-    for name in tier_names():
-        t = load_tier(name)
+    names, load, param_fn = tier_names(), load_tier, method_params
+    if dataset == "multimodal3dident":
+        from .imgtxt import imgtxt_params
+        from .imgtxt_run import load_imgtxt_tier, tier_names as imgtxt_tier_names
+
+        names, load, param_fn = imgtxt_tier_names(), load_imgtxt_tier, imgtxt_params
+    for name in names:
+        t = load(name)
         flag = " [provisional]" if t.provisional else ""
-        params = "; ".join(f"{m} " + ", ".join(f"{k} {v}" for k, v in method_params(m, t).items()) for m in t.method)
+        params = "; ".join(f"{m} " + ", ".join(f"{k} {v}" for k, v in param_fn(m, t).items()) for m in t.method)
         click.echo(f"{name}{flag}: {t.resolution} px, {t.model.encoder}, batch {t.train.batch_size}, "
                    f"{t.train.steps} steps, lr {t.train.lr}, {params}, seeds {list(t.seeds)}; {t.description}")
 

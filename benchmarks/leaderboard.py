@@ -23,6 +23,7 @@ from causal3dident.errors import ConfigError
 from causal3dident.latents import LATENT_NAMES
 from causal3dident.outputs import check_output_files, make_parent
 
+from .imgtxt_leaderboard import is_imgtxt_row, render_imgtxt_sections
 from .runner import COLUMNS as RESULT_COLUMNS
 from .runner import RESULTS
 
@@ -309,6 +310,8 @@ def write_leaderboard(dirs: Sequence[str | os.PathLike[str]], out: str | os.Path
     if not rows:
         raise ConfigError(f"no {RESULTS} under {', '.join(map(str, dirs))}; run 'c3di bench run' or 'sweep' first")
     out = Path(out)
+    imgtxt = [r for r in rows if is_imgtxt_row(r)]  # Multimodal3DIdent runs: their own table, appended
+    rows = [r for r in rows if not is_imgtxt_row(r)]
     groups = sorted(factor_values(rows, layer, probe).items())
     names = [out.name, *(f"{out.stem}_{method}_{tier}.png" for (method, tier), _ in groups)]
     check_output_files(out.parent, names, overwrite, for_path=out)
@@ -320,5 +323,6 @@ def write_leaderboard(dirs: Sequence[str | os.PathLike[str]], out: str | os.Path
         heatmap(per_setting, png, f"{method}, {tier} ({layer}, {probe})")
         images[(method, tier)] = png.name
         pictures.append(png)
-    out.write_text(render_markdown(rows, layer, probe, images, metrics))
+    text = render_markdown(rows, layer, probe, images, metrics) if rows else "# Leaderboard\n"
+    out.write_text(text + ("\n" + "\n".join(render_imgtxt_sections(imgtxt)) if imgtxt else ""))
     return out, pictures
