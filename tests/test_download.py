@@ -156,8 +156,10 @@ def _write_manifest(path: Path, bodies: dict[str, bytes]) -> Path:
 @pytest.fixture(scope="module")
 def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
     folder = tmp_path_factory.mktemp("release")
-    h5 = {"train": make_synthetic_dataset(folder / "train.h5", n=42, resolution=16, pairs=(), seed=4),
-          "test": make_synthetic_dataset(folder / "test.h5", n=21, resolution=16, pairs=(), seed=5)}
+    h5 = {"train": make_synthetic_dataset(folder / "train.h5", n=42, resolution=16, pairs=(), seed=4,
+                                          balanced_classes=True),  # as the release: the original layout needs it
+          "test": make_synthetic_dataset(folder / "test.h5", n=21, resolution=16, pairs=(), seed=5,
+                                         balanced_classes=True)}
     for split, path in h5.items():
         export(path, folder / "export", split=split)  # what 'c3di export' writes: export/trainset, export/testset
     archives = {f"{split}set.tar.gz": _tar(folder / "export" / f"{split}set", f"{split}set") for split in h5}
