@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import OutputExistsError
+from .leftovers import process_alive
 
 TMP_MARK = ".tmp-"
 _AT_FDCWD = -100
@@ -73,15 +74,8 @@ def remove_leftovers(target: Path) -> None:
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # an earlier run of this process: nothing of it is still writing
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """Whether ``pid`` may still be writing; an earlier run of this very process is not."""
+    return pid != os.getpid() and process_alive(pid)
 
 
 def _exchange(a: Path, b: Path) -> bool:

@@ -20,6 +20,7 @@ import numpy as np
 from mathutils import Euler, Matrix, Vector
 
 from ..latents import NUM_CLASSES, SCENE_MAPPINGS
+from ..leftovers import process_alive
 from ..multimodal import scene_units
 from .assets import MeshAsset
 from .config import RenderConfig
@@ -292,21 +293,11 @@ def _frame_dir() -> Path:
     root = Path(_ram_dir() or tempfile.gettempdir())
     for old in root.glob("c3di-frame-*"):
         pid = old.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
     path = root / f"c3di-frame-{os.getpid()}"
     path.mkdir(exist_ok=True)
     return path
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _read_png(path: Path) -> np.ndarray:
