@@ -45,5 +45,6 @@ def test_rendering_without_bpy_is_one_line_naming_the_install(args: list[str], o
     result = CliRunner().invoke(main, [*args, "--out", str(out)])
     assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
     assert "pip install 'causal3dident[render]'" in result.output
-    assert ("exists for Python 3.11 only" in result.output) == other_python
+    not_bpys_python = other_python or sys.version_info[:2] != (3, 11)  # e.g. this suite run on Python 3.12
+    assert ("exists for Python 3.11 only" in result.output) == not_bpys_python
     assert list(tmp_path.iterdir()) == []
