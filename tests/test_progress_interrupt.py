@@ -4,6 +4,7 @@ rerun does, exit code 130, nothing half-written kept. One real SIGINT to a real 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -64,14 +65,15 @@ def test_ctrl_c_in_bench_run_says_it_resumes(synthetic_h5: Path, tmp_path: Path)
     """A real SIGINT to a real training run: one line, exit 130; the same command then resumes."""
     exe = Path(sys.executable).with_name("c3di")
     args = ["bench", "run", "--setting", "lt_hues", "--tier", "smoke", "--data", str(synthetic_h5), "--out",
-            str(tmp_path), "--device", "cpu", "--set", "train.steps=40", "--set", "train.log_every=5", "--set",
+            str(tmp_path), "--device", "cpu", "--set", "train.steps=400", "--set", "train.log_every=5", "--set",
             "train.checkpoint_every=10"]
-    proc = subprocess.Popen([str(exe), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # each progress line as it is printed, not at exit
+    proc = subprocess.Popen([str(exe), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
     seen = []
     for line in proc.stdout:
         seen.append(line)
-        if "step 25/40" in line:
+        if "step 25/400" in line:
             proc.send_signal(signal.SIGINT)
             break
     out, err = proc.communicate(timeout=120)
@@ -82,7 +84,7 @@ def test_ctrl_c_in_bench_run_says_it_resumes(synthetic_h5: Path, tmp_path: Path)
     rerun = CliRunner().invoke(main, args)  # in this process: torch is imported already
     assert rerun.exit_code == 0, rerun.output
     record = json.loads((tmp_path / "smoke" / "simclr" / "lt_hues" / "seed0" / "run.json").read_text())
-    assert record["train"]["resumed_at"] >= 20 and record["train"]["steps"] == 40
+    assert record["train"]["resumed_at"] >= 20 and record["train"]["steps"] == 400
 
 
 def test_ctrl_c_in_a_sweep_says_what_is_skipped(synthetic_h5: Path, tmp_path: Path,

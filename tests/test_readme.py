@@ -17,7 +17,7 @@ from causal3dident.testing import make_synthetic_dataset
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 # Placeholders the README uses for values, and a value of the right type for each.
-PLACEHOLDERS = {"N": "10", "S": "0", "W": "1", "i": "0", "k": "2", "$SLURM_ARRAY_TASK_ID": "0",
+PLACEHOLDERS = {"N": "10", "FRAMES": "12", "S": "0", "W": "1", "i": "0", "k": "2", "$SLURM_ARRAY_TASK_ID": "0",
                 "HEAD:6379": "127.0.0.1:6379"}
 
 
