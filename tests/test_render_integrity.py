@@ -131,7 +131,9 @@ def test_foreign_and_damaged_chunks_are_named_discarded_and_rendered_again(refer
 def test_ctrl_c_says_that_rerunning_resumes(assets_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.h5"
     parts = tmp_path / "out.h5.parts"
-    proc = cli(assets_dir, "render", *JOB, "--chunk-size", "1", "--out", str(out), start_new_session=True)
+    many = 60  # enough chunks that the job is still running when the first one is seen, even on a loaded machine
+    proc = cli(assets_dir, "render", *JOB, "--n", str(many), "--chunk-size", "1", "--out", str(out),
+               start_new_session=True)
     try:
         wait_for(lambda: len(list(parts.glob("chunk-*.npz"))) >= 1, proc, "a chunk was written")
         os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the CLI and its workers
@@ -143,9 +145,9 @@ def test_ctrl_c_says_that_rerunning_resumes(assets_dir: Path, tmp_path: Path) ->
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in stderr and "Aborted" not in stderr, stderr
     done = len(list(parts.glob("chunk-*.npz")))
-    assert lines[0] == (f"Error: interrupted; {done} of {N} chunks are finished in {parts}: rerun the same command "
-                        f"to resume from them"), stderr
-    assert 1 <= done < N and not out.exists()
+    assert lines[0] == (f"Error: interrupted; {done} of {many} chunks are finished in {parts}: rerun the same "
+                        f"command to resume from them"), stderr
+    assert 1 <= done < many and not out.exists()
 
 
 def fill_up(folder: Path) -> None:
