@@ -89,6 +89,7 @@ def worker_main(slot: int, spec: WorkerSpec, tasks: Any, events: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops us
     parent = os.getppid()
     try:
+        _drop_bpy_script_paths()
         from .scene import SceneRenderer  # the only import of bpy, here in the worker
 
         renderer = SceneRenderer(spec.config, spec.meshes, spec.device, threads=spec.threads)
@@ -102,6 +103,16 @@ def worker_main(slot: int, spec: WorkerSpec, tasks: Any, events: Any) -> None:
     except BaseException:
         events.put(("error", slot, traceback.format_exc()))
         raise SystemExit(1) from None
+
+
+def _drop_bpy_script_paths() -> None:
+    """Forget bpy's script folders if a parent that imported bpy passed them on (spawn copies its sys.path).
+
+    bpy puts ``bpy/<version>/scripts/modules`` first on sys.path when imported; inherited, that folder's
+    pure-Python ``bpy`` package would shadow the real module here ("No module named '_bpy'"). bpy adds the
+    folders again when this process imports it."""
+    marker = f"{os.sep}bpy{os.sep}"
+    sys.path[:] = [p for p in sys.path if not (marker in p and f"{os.sep}scripts" in p)]
 
 
 def _serve(slot: int, spec: WorkerSpec, renderer: Any, tasks: Any, events: Any, parent: int) -> None:

@@ -310,7 +310,8 @@ def test_ctrl_c_or_kill_leaves_only_a_resumable_part(server, release: Release, t
     args = ["download", "causal3dident", "--root", str(root), "--split", "train", "--quiet"]
     env = {**os.environ, MANIFEST_ENV: str(manifest), MIRROR_ENV: url}
     exe = Path(sys.executable).with_name("c3di")
-    proc = subprocess.Popen([str(exe), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen([str(exe), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # even if our SIGINT is ignored
     part = root / ARCHIVES / "trainset.tar.gz.part"
     deadline = time.monotonic() + 120
     while not (part.is_file() and part.stat().st_size >= 8192) and time.monotonic() < deadline:

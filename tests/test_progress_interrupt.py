@@ -68,7 +68,8 @@ def test_ctrl_c_in_bench_run_says_it_resumes(synthetic_h5: Path, tmp_path: Path)
             str(tmp_path), "--device", "cpu", "--set", "train.steps=400", "--set", "train.log_every=5", "--set",
             "train.checkpoint_every=10"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # each progress line as it is printed, not at exit
-    proc = subprocess.Popen([str(exe), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen([str(exe), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # even if our SIGINT is ignored
     assert proc.stdout is not None
     seen = []
     for line in proc.stdout:

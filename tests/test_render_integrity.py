@@ -37,8 +37,9 @@ def images_of(path: Path) -> np.ndarray:
 
 def cli(assets_dir: Path, *args: str, **popen: object) -> subprocess.Popen[str]:
     env = dict(os.environ, C3DI_ASSETS=str(assets_dir))
+    # SIGINT as in a terminal even when this test process was started with it ignored (a background job)
     return subprocess.Popen([C3DI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            **popen)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **popen)
 
 
 def wait_for(condition, proc: subprocess.Popen[str], what: str, timeout: float = 120) -> None:

@@ -206,3 +206,17 @@ def test_workers_are_recycled_without_changing_pixels(reference: Path, assets_di
     pool.run(tasks, lambda: None, lambda task, images: got.__setitem__(task.key, images["images"][0]))
     assert len(starts) == 2  # 6 images at most 4 per worker
     assert np.array_equal(np.stack([got[i] for i in range(6)]), data["images"])
+
+
+def test_a_worker_forgets_bpy_script_folders_its_parent_passed_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A parent that imported bpy has bpy/<version>/scripts/modules first on sys.path; spawn copies it, and that
+    folder's pure-Python bpy package would shadow the real one in the worker ("No module named '_bpy'")."""
+    import sys
+
+    from causal3dident.render import worker
+
+    site = "/env/lib/python3.11/site-packages"
+    monkeypatch.setattr(sys, "path", [f"{site}/bpy/5.0/scripts/startup", f"{site}/bpy/5.0/scripts/modules", "/repo",
+                                      site, f"{site}/bpy/5.0/scripts/addons_core"])
+    worker._drop_bpy_script_paths()
+    assert sys.path == ["/repo", site]
