@@ -8,7 +8,7 @@ its bounds, its parents and its mean as an expression of the parents, optionally
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -395,6 +395,14 @@ def _uniform_window(name: str, spec: UniformSpec, where: str) -> Mechanism:
 
 
 def _topological_order(mechanisms: Mapping[str, Mechanism]) -> tuple[str, ...]:
+    return dependency_order(lambda name: [p for p in mechanisms[name].parents if p != "class"],
+                            lambda cycle: ConfigError(f"the SCM has a cycle: {cycle}; remove one of these parent edges"))
+
+
+def dependency_order(parents: Callable[[str], Iterable[str]],
+                     cycle_error: Callable[[str], Exception]) -> tuple[str, ...]:
+    """The latents (LATENT_NAMES order where free) with every latent after its ``parents``; a cycle raises
+    ``cycle_error('a -> b -> a')``. Shared by the SCM's parents and the temporal presets' same-frame goals."""
     order: list[str] = []
     state: dict[str, int] = {}
 
@@ -402,12 +410,10 @@ def _topological_order(mechanisms: Mapping[str, Mechanism]) -> tuple[str, ...]:
         if state.get(name) == 2:
             return
         if state.get(name) == 1:
-            cycle = " -> ".join(path[path.index(name):] + (name,))
-            raise ConfigError(f"the SCM has a cycle: {cycle}; remove one of these parent edges")
+            raise cycle_error(" -> ".join((*path[path.index(name):], name)))
         state[name] = 1
-        for parent in mechanisms[name].parents:
-            if parent != "class":
-                visit(parent, path + (name,))
+        for parent in parents(name):
+            visit(parent, (*path, name))
         state[name] = 2
         order.append(name)
 

@@ -33,6 +33,7 @@ from .errors import ConfigError
 from .expressions import Expression
 from .latents import CLASS_NAMES, LATENT_NAMES
 from .schema import validate
+from .scm import dependency_order
 from .temporal_schema import HINT, FixedSpec, StepSpec, TemporalPresetSpec
 
 STREAMS = {
@@ -148,25 +149,10 @@ class TemporalModel:
 
     def _order(self) -> tuple[str, ...]:
         """Latents in an order where same-frame parents come first (a cycle is a ConfigError)."""
-        order: list[str] = []
-        state: dict[str, int] = {}
-
-        def visit(name: str, path: tuple[str, ...]) -> None:
-            if state.get(name) == 2:
-                return
-            if state.get(name) == 1:
-                cycle = " -> ".join((*path[path.index(name):], name))
-                raise ConfigError(f"{self.source}: same-frame goals form a cycle ({cycle}); read one of them "
-                                  f"from the previous frame (prev_<latent>); {HINT}")
-            state[name] = 1
-            for parent in sorted(self.mechanisms[name].reads() & set(LATENT_NAMES)):
-                visit(parent, (*path, name))
-            state[name] = 2
-            order.append(name)
-
-        for name in LATENT_NAMES:
-            visit(name, ())
-        return tuple(order)
+        return dependency_order(
+            lambda name: sorted(self.mechanisms[name].reads() & set(LATENT_NAMES)),
+            lambda cycle: ConfigError(f"{self.source}: same-frame goals form a cycle ({cycle}); read one of them "
+                                      f"from the previous frame (prev_<latent>); {HINT}"))
 
     # -- sampling ----------------------------------------------------------------------------------
     def sample(self, seed: int, start: int, stop: int,
