@@ -21,7 +21,7 @@ from causal3dident.errors import ConfigError
 from causal3dident.schema import PositiveFloat, PositiveInt, validate
 
 from .losses import infonce
-from .methods import load_object, params_schema
+from .methods import lookup_factory, params_schema
 from .models import build_encoder
 from .tiers import Tier
 
@@ -105,12 +105,7 @@ def register_imgtxt_method(name: str, factory: ImageTextFactory) -> None:
 
 
 def _factory(spec: str) -> ImageTextFactory:
-    if spec in _REGISTRY:
-        return _REGISTRY[spec]
-    if ":" in spec:
-        return load_object(spec, "--method")
-    raise ConfigError(f"unknown image-text method {spec!r}; use {', '.join(sorted(_REGISTRY))} or module:function "
-                      f"(a function(tier) returning a causal3dident.benchmarks.imgtxt.ImageTextMethod)")
+    return lookup_factory(spec, _REGISTRY, "image-text method", "causal3dident.benchmarks.imgtxt.ImageTextMethod")
 
 
 def imgtxt_params(spec: str, tier: Tier) -> dict[str, Any]:

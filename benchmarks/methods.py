@@ -98,12 +98,17 @@ def method_names() -> list[str]:
 
 
 def _factory(spec: str) -> MethodFactory:
-    if spec in _REGISTRY:
-        return _REGISTRY[spec]
+    return lookup_factory(spec, _REGISTRY, "method", "causal3dident.benchmarks.methods.Method")
+
+
+def lookup_factory(spec: str, registry: dict[str, Any], kind: str, returns: str) -> Any:
+    """The factory a ``--method`` names: a registered name, or ``module:function`` / ``file.py:function``."""
+    if spec in registry:
+        return registry[spec]
     if ":" in spec:
         return load_object(spec, "--method")
-    raise ConfigError(f"unknown method {spec!r}; use {', '.join(method_names())} or module:function "
-                      f"(a function(tier) returning a causal3dident.benchmarks.methods.Method)")
+    raise ConfigError(f"unknown {kind} {spec!r}; use {', '.join(sorted(registry))} or module:function "
+                      f"(a function(tier) returning a {returns})")
 
 
 @functools.lru_cache(maxsize=None)
