@@ -56,6 +56,23 @@ def processes_using(folder: Path) -> list[int]:
     return pids
 
 
+def kill_9_after_chunks(cmd: list[str], env: dict[str, str], parts: Path, chunks: int = 3,
+                        timeout: float = 120) -> int:
+    """Start ``cmd``, SIGKILL it once ``chunks`` chunks are in ``parts``, give its workers 10 s to let go of the
+    folder, and return how many chunks were written."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while len(list(parts.glob("chunk-*.npz"))) < chunks and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(list(parts.glob("chunk-*.npz")))
+    deadline = time.monotonic() + 10
+    while processes_using(parts) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return done
+
+
 def assert_same_data(a: Path, b: Path) -> None:
     da, db = read_all(a), read_all(b)
     assert sorted(da) == sorted(db)
@@ -164,17 +181,8 @@ def test_kill_9_then_resume_gives_the_uninterrupted_file(assets_dir: Path, tmp_p
     out = tmp_path / "killed.h5"
     parts = tmp_path / "killed.h5.parts"
     cmd, env = cli_command(assets_dir, *job, "--out", str(out))
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while len(list(parts.glob("chunk-*.npz"))) < 3 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    done = len(list(parts.glob("chunk-*.npz")))
+    done = kill_9_after_chunks(cmd, env, parts)
     assert 3 <= done < 20 and not out.exists(), f"{done} of 20 chunks written before the kill"
-    deadline = time.monotonic() + 10
-    while processes_using(parts) and time.monotonic() < deadline:
-        time.sleep(0.1)
     assert processes_using(parts) == [], "render workers outlived the killed CLI"
 
     code, output = run_cli(*job, "--resolution", "48", "--assets", str(assets_dir), "--out", str(out))

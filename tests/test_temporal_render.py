@@ -7,10 +7,7 @@ The camera sits at +x looking at the origin: image right is +y (tests/test_rende
 from __future__ import annotations
 
 import math
-import os
-import signal
 import subprocess
-import time
 import zlib
 from importlib import metadata
 from pathlib import Path
@@ -27,7 +24,7 @@ from causal3dident.render.preview import render_latents
 from causal3dident.store import verify
 from causal3dident.temporal import load_temporal
 from causal3dident.temporal_store import normalised, read_sequence
-from test_render_job import COMMON, assert_same_data, cli_command, processes_using, run_cli
+from test_render_job import COMMON, assert_same_data, cli_command, kill_9_after_chunks, run_cli
 from test_render_semantics import centroid, object_mask
 
 pytestmark = pytest.mark.render
@@ -147,17 +144,8 @@ def test_render_preset_kill_9_then_resume_gives_the_uninterrupted_file(whole: Pa
                                                                       tmp_path: Path) -> None:
     out, parts = tmp_path / "killed.h5", tmp_path / "killed.h5.parts"
     cmd, env = cli_command(assets_dir, "render", *SEQ_JOB, "--n", "12", "--chunk-size", "1", "--out", str(out))
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 180
-    while len(list(parts.glob("chunk-*.npz"))) < 3 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    done = len(list(parts.glob("chunk-*.npz")))
+    done = kill_9_after_chunks(cmd, env, parts, timeout=180)
     assert 3 <= done < 12 and not out.exists(), f"{done} of 12 chunks written before the kill"
-    deadline = time.monotonic() + 10
-    while processes_using(parts) and time.monotonic() < deadline:
-        time.sleep(0.1)
     result = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True, timeout=300)
     assert "from an earlier run" in result.stdout and not parts.exists()
     assert_same_data(whole, out)  # other chunking, same file
