@@ -13,17 +13,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from perf_scripts import load_perf_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "perf" / "gpu_check.py"
 
 
 def load_script():
-    if "gpu_check" not in sys.modules:  # dataclasses look their module up there
-        spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["gpu_check"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["gpu_check"]
+    return load_perf_script("gpu_check")
 
 
 def run(tmp_path: Path, assets_dir: Path, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:

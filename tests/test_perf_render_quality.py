@@ -3,7 +3,6 @@ target per setting, caches its references, and computes speed-ups over the image
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -12,17 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from perf_scripts import load_perf_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "perf" / "render_quality.py"
 
 
 def load_script():
-    if "render_quality" not in sys.modules:  # dataclasses look their module up there
-        spec = importlib.util.spec_from_file_location("render_quality", SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["render_quality"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["render_quality"]
+    return load_perf_script("render_quality")
 
 
 def run(tmp_path: Path, assets_dir: Path, *extra: str) -> subprocess.CompletedProcess:
