@@ -349,6 +349,17 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def _read(src: h5py.Dataset, rows: slice) -> np.ndarray:
+    """``src[rows]``; a chunk that does not decode is one line naming the shard, not HDF5's OSError."""
+    try:
+        return src[rows]
+    except OSError as exc:
+        start, stop, _ = rows.indices(src.shape[0])
+        raise DatasetFileError(f"{_name(src.file)}: {src.name} rows {start}..{stop - 1} do not decode ({exc}); the "
+                               f"shard is damaged ('c3di verify {_name(src.file)}' lists the samples): copy or "
+                               f"render that shard again, then merge") from None
+
+
 def _name(f: h5py.File) -> str:
     return Path(f.filename).name
 
@@ -378,12 +389,12 @@ def _concat(dst: h5py.File, sources: list[h5py.Dataset], name: str, block: int) 
     out.attrs.update(dict(first.attrs))
     if first.ndim < 4:  # latents, classes, ...: small, and written whole (the file has no chunk cache)
         if total:
-            out[...] = np.concatenate([s[...] for s in sources])
+            out[...] = np.concatenate([_read(s, slice(None)) for s in sources])
         return
     offset = 0
     for src in sources:
         for i in range(0, src.shape[0], block):
-            rows = src[i:i + block]
+            rows = _read(src, slice(i, i + block))
             if lz4:
                 codecs.write_images(out, offset + i, rows)
             else:

@@ -261,6 +261,16 @@ def test_merge_keeps_the_shards_checksums_and_refuses_a_damaged_shard(tmp_path: 
     assert not (tmp_path / "copy.h5").exists()
 
 
+def test_merge_of_a_gzip_shard_that_does_not_decode_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    shards = _image_shards(tmp_path, "gzip")
+    damage(shards[1], "images", 3, "flip")  # gzip: the chunk no longer inflates (HDF5 raises OSError)
+    result = c3di("merge", *shards, "--out", tmp_path / "merged.h5")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert re.search(r"shard1\.h5: /images rows .* do not decode .*c3di verify shard1\.h5", result.stderr)
+    assert not (tmp_path / "merged.h5").exists() and not list(tmp_path.glob("merged.h5*"))
+
+
 # -- 3. malformed files fail at construction, in one line -----------------------------------------------------------
 def _malform(path: Path, how: str) -> None:
     with h5py.File(path, "r+") as f:
