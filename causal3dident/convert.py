@@ -22,6 +22,7 @@ import click
 import h5py
 import numpy as np
 
+from . import diskspace
 from .checksums import read_checked, seal, stored
 from .cli import on_interrupt
 from .codecs import CODECS, write_images
@@ -85,7 +86,8 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], *, spli
     n = len(data.latents)
     config = {"source": f"original {data.layout} layout", "split_folder": data.folder.name,
               "images": {"source": f"PNG files of the original {data.layout} release", "resolution": height}}
-    with atomic_h5(out, overwrite) as f, ThreadPoolExecutor(workers or default_workers()) as pool, \
+    size = diskspace.estimate_copy(data.files, compression, root=data.folder)
+    with atomic_h5(out, overwrite, size_hint=size) as f, ThreadPoolExecutor(workers or default_workers()) as pool, \
             _bar(n, f"converting {data.folder.name}", progress) as bar:
         write_core(f, latents=data.latents, classes=data.classes, indices=np.arange(n), config=config, seed=0,
                    split=split or _folder_split(data.folder))
@@ -334,7 +336,8 @@ def repack(path: str | os.PathLike[str], out: str | os.PathLike[str], *, compres
     """Copy a dataset file with every image dataset re-encoded as ``compression``; all else copied as is.
     ``progress``: a bar on stderr."""
     check_output(out, overwrite)
-    with open_dataset(path) as src, atomic_h5(out, overwrite) as dst, \
+    size = diskspace.estimate_copy([path], compression)
+    with open_dataset(path) as src, atomic_h5(out, overwrite, size_hint=size) as dst, \
             _bar(_image_count(src), f"repacking {Path(path).name}", progress) as bar:
         for key, value in src.attrs.items():
             dst.attrs[key] = value

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import DiskFullError
@@ -41,6 +42,17 @@ def check_free_space(path: str | os.PathLike[str], needed: int) -> None:
     if free < needed:
         raise DiskFullError(f"{path} needs about {human(needed)} but {Path(path).parent} has {human(free)} free; "
                             f"free some space there or choose another --out (nothing was written)")
+
+
+CODEC_GROWTH = {"gzip": 1.0, "lz4": 2.0}
+"""Bytes of an HDF5 image dataset per byte of the same images as PNG or gzip chunks, by target codec (about:
+LZ4 trades size for decoding speed). Used for the free-space pre-check, never to size anything."""
+
+
+def estimate_copy(sources: Iterable[str | os.PathLike[str]], compression: str, *, root: Path | None = None) -> int:
+    """About how many bytes a writer needs to hold ``sources`` (PNG or HDF5 files) re-encoded as ``compression``."""
+    total = sum(os.path.getsize(root / p if root else p) for p in sources)
+    return int(total * CODEC_GROWTH.get(compression, 1.0)) + 2**20
 
 
 def is_no_space(exc: BaseException | None) -> bool:

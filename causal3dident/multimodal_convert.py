@@ -14,6 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from . import diskspace
 from .checksums import seal, stored
 from .codecs import write_images
 from .errors import DatasetFileError
@@ -43,7 +44,8 @@ def convert_release(folder: Path, out: str | os.PathLike[str], *, split: str | N
     provenance = {"source": f"converted from the release folder {folder.name}/ (latents_image.csv, "
                             f"latents_text.csv, text/text_raw.txt)",
                   "palette": "told by each colour name's prefix (tab: tableau, xkcd: xkcd, else css4)"}
-    with atomic_h5(out, overwrite) as f, _bar(n, f"converting {folder.name}", progress) as bar, \
+    size = diskspace.estimate_copy(data.files, compression, root=data.folder)
+    with atomic_h5(out, overwrite, size_hint=size) as f, _bar(n, f"converting {folder.name}", progress) as bar, \
             ThreadPoolExecutor(max(1, workers)) as pool:
         write_core(f, latents=latents, classes=classes, indices=np.arange(n), config=config, seed=0, split=split,
                    multimodal=(data.image, data.text, provenance, data.sentences))

@@ -291,3 +291,20 @@ def test_latents_on_a_full_disk_is_one_line_and_keeps_the_old_file(small_tmpfs) 
     single_line_error(code, err, f"no space left on device writing {out}: it needs about 4.9 MiB, {disk} has")
     assert out.read_bytes() == old
     assert sorted(p.name for p in disk.iterdir()) == ["z.h5"]
+
+
+@pytest.mark.parametrize("command", ["repack", "convert"])
+def test_repack_and_convert_on_a_full_disk_are_one_line_before_and_during_the_write(
+        command: str, noise_h5: Path, tmp_path: Path, small_tmpfs) -> None:
+    from causal3dident.convert import export
+
+    source = noise_h5 if command == "repack" else export(noise_h5, tmp_path / "original", fmt="original",
+                                                          unbalanced="keep")
+    disk = small_tmpfs("2m")  # the source's 600 noise images need about 7 MiB in any codec
+    out = disk / "out.h5"
+    args = [command, source, out, "--quiet"] + (["--compression", "lz4"] if command == "repack" else [])
+    code, _, err = finish(c3di(*args))
+    single_line_error(code, err, f"{out} needs about", f"but {disk} has", "nothing was written")
+    code, _, err = finish(c3di(*args, precheck=False))
+    single_line_error(code, err, f"no space left on device writing {out}")
+    assert list(disk.iterdir()) == []
