@@ -144,7 +144,7 @@ def latents(preset: str, n: int, seed: int, out: Path, pairs: str | None, lt_sig
                           balanced_classes=balanced_classes)
     start, stop = shard_range(n, shard, num_shards)
     write_latents_file(out, config, seed, shard=shard, num_shards=num_shards, overwrite=overwrite, split=split)
-    names = ", ".join(p["name"] for p in config["pairs"]) or "none"
+    names = ", ".join([p["name"] for p in config["pairs"]] + config.get("text_pairs", [])) or "none"
     click.echo(f"wrote {out}: samples {start}..{stop - 1} of {n}, seed {seed}, split {split}, "
                f"{'balanced classes, ' if balanced_classes else ''}pairs: {names}")
 
@@ -174,7 +174,9 @@ def info(path: Path, as_json: bool) -> None:
         click.echo(f"  checksums: {'CRC-32 of every image' if data['pixel_checksums'] else 'none (older file)'}")
     if "text" in data:
         click.echo(f"  text:      {data['text']['sentences']} sentences (Multimodal3DIdent; "
-                   f"{data['text']['provenance'].get('source', 'drawn from the seed')})")
+                   f"{data['text']['provenance'].get('source', 'drawn from the seed')}"
+                   + (f"; partner text of pairs {', '.join(data['text']['pairs'])}" if data["text"]["pairs"] else "")
+                   + ")")
     pairs = ", ".join(f"{k}{' (rendered)' if v['images'] else ''}" for k, v in data["pairs"].items())
     click.echo(f"  pairs:     {pairs or 'none'}")
     preset = (config.get("preset") or config.get("temporal") or {}).get("name", config.get("source", "unknown"))
