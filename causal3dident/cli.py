@@ -110,7 +110,8 @@ def main() -> None:
 @click.option("--n", "n", type=int, required=True, help="Number of samples (all shards together).")
 @click.option("--seed", type=SEED, default=0, help="Seed (0 to 2**32-1); every random draw derives from it.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output .h5 file.")
-@click.option("--pairs", default=None, help="Latent transformations to add, e.g. 'hues,positions,rotations_hues'.")
+@click.option("--pairs", default=None, help="Latent transformations to add, e.g. 'hues,positions,rotations_hues'; "
+              "with --preset multimodal3dident also the text-only pairs 'phrasing' and 'palette'.")
 @click.option("--lt-sigma", type=float, default=1.0, help="Sigma of the LT's truncated normal (paper: 1.0).")
 @click.option("--lt-mode", type=click.Choice(["independent", "interventional"]), default="independent",
               help="independent: keep all other latents (paper); interventional: redraw descendants via the SCM.")

@@ -117,6 +117,9 @@ def test_pairs_are_seeded_deterministic_and_shards_merge_to_the_whole(tmp_path):
             assert lines == read_pair_text(b, name)[1] == read_pair_text(m, name)[1]
             assert lines != read_pair_text(c, name)[1]
     assert CliRunner().invoke(main, ["verify", str(merged)]).exit_code == 0
+    with h5py.File(merged, "r+") as f:  # as files of earlier versions: image pair views without their text
+        del f["multimodal/pairs/positions"]
+    assert CliRunner().invoke(main, ["verify", str(merged)]).exit_code == 0
     with h5py.File(whole, "r+") as f:  # a tampered partner is found by verify
         f["multimodal/pairs/palette/text"][3] = "A \"red\" cow is at the top-left of the image."
     result = CliRunner().invoke(main, ["verify", str(whole)])
