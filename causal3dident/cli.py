@@ -110,7 +110,8 @@ def main() -> None:
 @click.option("--n", "n", type=int, required=True, help="Number of samples (all shards together).")
 @click.option("--seed", type=SEED, default=0, help="Seed (0 to 2**32-1); every random draw derives from it.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output .h5 file.")
-@click.option("--pairs", default=None, help="Latent transformations to add, e.g. 'hues,positions,rotations_hues'.")
+@click.option("--pairs", default=None, help="Latent transformations to add, e.g. 'hues,positions,rotations_hues'; "
+              "with --preset multimodal3dident also the text-only pairs 'phrasing' and 'palette'.")
 @click.option("--lt-sigma", type=float, default=1.0, help="Sigma of the LT's truncated normal (paper: 1.0).")
 @click.option("--lt-mode", type=click.Choice(["independent", "interventional"]), default="independent",
               help="independent: keep all other latents (paper); interventional: redraw descendants via the SCM.")
@@ -144,7 +145,7 @@ def latents(preset: str, n: int, seed: int, out: Path, pairs: str | None, lt_sig
                           balanced_classes=balanced_classes)
     start, stop = shard_range(n, shard, num_shards)
     write_latents_file(out, config, seed, shard=shard, num_shards=num_shards, overwrite=overwrite, split=split)
-    names = ", ".join(p["name"] for p in config["pairs"]) or "none"
+    names = ", ".join([p["name"] for p in config["pairs"]] + config.get("text_pairs", [])) or "none"
     click.echo(f"wrote {out}: samples {start}..{stop - 1} of {n}, seed {seed}, split {split}, "
                f"{'balanced classes, ' if balanced_classes else ''}pairs: {names}")
 
@@ -174,7 +175,9 @@ def info(path: Path, as_json: bool) -> None:
         click.echo(f"  checksums: {'CRC-32 of every image' if data['pixel_checksums'] else 'none (older file)'}")
     if "text" in data:
         click.echo(f"  text:      {data['text']['sentences']} sentences (Multimodal3DIdent; "
-                   f"{data['text']['provenance'].get('source', 'drawn from the seed')})")
+                   f"{data['text']['provenance'].get('source', 'drawn from the seed')}"
+                   + (f"; partner text of pairs {', '.join(data['text']['pairs'])}" if data["text"]["pairs"] else "")
+                   + ")")
     pairs = ", ".join(f"{k}{' (rendered)' if v['images'] else ''}" for k, v in data["pairs"].items())
     click.echo(f"  pairs:     {pairs or 'none'}")
     preset = (config.get("preset") or config.get("temporal") or {}).get("name", config.get("source", "unknown"))

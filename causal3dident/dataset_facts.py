@@ -26,6 +26,8 @@ from .scm import SCM, Mechanism, load_preset
 from .store import describe, read_latents
 
 CANONICAL_SPLITS: tuple[tuple[str, int], ...] = (("train", 250_000), ("test", 25_000))
+MULTIMODAL_SPLITS: tuple[tuple[str, int], ...] = (("train", 125_000), ("val", 10_000), ("test", 10_000))
+"""Multimodal3DIdent's release (Zenodo 7678231): the canonical splits of a preset of its scene."""
 """The original release's splits (von Kügelgen et al., 2021)."""
 CANONICAL_RESOLUTION = 224
 CANONICAL_STATS_SEED = 0
@@ -127,8 +129,9 @@ def facts_from_file(path: str | os.PathLike[str], split: str | None = None) -> D
                           f"temporal graph, card text or filmstrip); check it with c3di verify and export it with "
                           f"c3di export --format citris (docs/temporal.md)")
     if "preset" not in config:
+        original = "multimodal3dident" if config.get("scene") == "multimodal3dident" else "causal3dident"
         raise ConfigError(f"{path} records no SCM (converted or hand-made data), so its card cannot state the "
-                          f"causal model; describe the original release's model with --preset causal3dident")
+                          f"causal model; describe the original release's model with --preset {original}")
     images = info["images"]
     settings = info.get("render_settings")
     return DatasetFacts(
@@ -155,11 +158,12 @@ def facts_from_preset(preset: str | os.PathLike[str] = "causal3dident") -> Datas
     from . import __version__
 
     scm = load_preset(preset)
-    n_train = CANONICAL_SPLITS[0][1]
+    splits = MULTIMODAL_SPLITS if scm.scene == "multimodal3dident" else CANONICAL_SPLITS
+    n_train = splits[0][1]
     latents, classes = scm.sample(n_train, CANONICAL_STATS_SEED)
     return DatasetFacts(
         scm=scm, preset_name=scm.name, interventions=(), pairs=(),
-        splits=tuple(SplitFacts(name, n) for name, n in CANONICAL_SPLITS),
+        splits=tuple(SplitFacts(name, n) for name, n in splits),
         resolution=CANONICAL_RESOLUTION, latents=latents, classes=classes,
         statistics_source=f"{n_train:,} samples drawn from the SCM with seed {CANONICAL_STATS_SEED}",
         render_settings=CANONICAL_RENDER_SETTINGS, package_version=__version__, canonical=True,

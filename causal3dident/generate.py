@@ -44,17 +44,52 @@ def build_config(preset: str | os.PathLike[str] | SCM, n: int, *, interventions:
     intervened = scm.intervene(parsed)  # validates
     if balanced_classes:
         balanced_support(intervened.class_weights, n)
+    text_pairs, lt_specs = split_text_pairs(pairs, scm.scene)
     config = {
         "generator_version": GENERATOR_VERSION,
         "preset": scm.to_dict(),
         "interventions": [iv.spec for iv in parsed],
-        "pairs": [lt.to_dict() for lt in parse_transformations(pairs, lt_sigma, lt_mode)],
+        "pairs": [lt.to_dict() for lt in _transformations(lt_specs, lt_sigma, lt_mode, scm.scene)],
         "num_samples_total": int(n),
         "noise_block": noise.BLOCK,
     }
     if balanced_classes:  # only then: the configs (and job ids) of files drawn the usual way stay as they were
         config["balanced_classes"] = True
+    if text_pairs:  # likewise: Multimodal3DIdent's text-only pairs, recorded only where asked for
+        config["text_pairs"] = text_pairs
     return config
+
+
+TEXT_PAIR_HINT = "text-only pairs of --preset multimodal3dident: phrasing, palette"
+
+
+def split_text_pairs(pairs: str | Iterable[str] | None, scene: str) -> tuple[list[str], list[str]]:
+    """``--pairs`` items split into Multimodal3DIdent's text-only pairs (``multimodal_text.PAIR_CHANGES``) and
+    latent transformations; a text pair is refused for another scene, or when joined to latents with '+'."""
+    from .multimodal_text import PAIR_CHANGES
+
+    items = [s.strip() for s in (pairs.split(",") if isinstance(pairs, str) else pairs or []) if s and s.strip()]
+    text = [s for s in dict.fromkeys(items) if s in PAIR_CHANGES]
+    for item in items:
+        words = set(item.replace("+", " ").replace("_", " ").split())
+        if item not in PAIR_CHANGES and words & set(PAIR_CHANGES):
+            raise ConfigError(f"--pairs {item!r} joins a text-only pair to latents; a text pair changes only the "
+                              f"text: give it as a pair of its own, e.g. --pairs {','.join(sorted(words))}")
+    if text and scene != "multimodal3dident":
+        raise ConfigError(f"--pairs {','.join(text)}: {' and '.join(text)} {'is a' if len(text) == 1 else 'are'} "
+                          f"text-only pair{'s' * (len(text) > 1)} of Multimodal3DIdent's sentences; use --preset "
+                          f"multimodal3dident, or drop {'it' if len(text) == 1 else 'them'}")
+    return text, [s for s in items if s not in PAIR_CHANGES]
+
+
+def _transformations(specs: list[str], sigma: float, mode: str, scene: str) -> list[LatentTransformation]:
+    """``parse_transformations``, whose error also names the text pairs in a Multimodal3DIdent scene."""
+    try:
+        return parse_transformations(specs, sigma, mode)
+    except ConfigError as exc:
+        if scene != "multimodal3dident":
+            raise
+        raise ConfigError(f"{exc}; or the {TEXT_PAIR_HINT}") from None
 
 
 BALANCED_STREAM = "classes/balanced"

@@ -18,9 +18,9 @@ from . import diskspace
 from .checksums import seal, stored
 from .codecs import write_images
 from .errors import DatasetFileError
-from .multimodal import raw_latents
-from .multimodal_layout import ReleaseSplit, write_release_split
-from .multimodal_store import GROUP, read_tables
+from .multimodal import TEXT_COLUMNS, raw_latents
+from .multimodal_layout import TEXT_CSV, ReleaseSplit, write_csv, write_release_split, write_text
+from .multimodal_store import GROUP, pair_text_names, read_pair_text, read_tables
 from .outputs import check_writable_folder
 from .staging import staged_folder
 from .store import atomic_h5, create_image_dataset, write_core
@@ -79,4 +79,17 @@ def export_release(f: h5py.File, path: Path, target: Path, *, overwrite: bool = 
     with _bar(len(sentences), f"exporting {path.name}", progress) as bar, staged_folder(target) as staging:
         blocks = _blocks(f["images"], stored(f, "images"), bar)
         write_release_split(staging, image, text, sentences, blocks, workers)
+        write_pair_files(f, staging)
     return target
+
+
+PAIRS_FOLDER = "pairs"
+"""``<split>/pairs/<name>/``: a pair's partner text (ours; the release's loaders read fixed paths, not this)."""
+
+
+def write_pair_files(f: h5py.File, folder: Path) -> None:
+    """``pairs/<name>/text_raw.txt`` and ``latents_text.csv`` (the release's formats) of every stored partner text."""
+    for name in pair_text_names(f):
+        text, sentences = read_pair_text(f, name)
+        write_text(folder / PAIRS_FOLDER / name / "text_raw.txt", sentences)
+        write_csv(folder / PAIRS_FOLDER / name / TEXT_CSV, text, TEXT_COLUMNS)

@@ -25,7 +25,7 @@ from .errors import ConfigError, DatasetFileError
 from . import multimodal_text as mt
 from .multimodal import IMAGE_COLUMNS, raw_latents
 from .multimodal_layout import ReleaseSplit, is_release_folder
-from .multimodal_store import read_tables
+from .multimodal_store import pair_text_names, read_pair_text, read_tables
 
 TEXT_FACTORS: tuple[str, ...] = ("object_shape", "object_xpos", "object_ypos", "object_zpos", "object_color_index",
                                  "text_phrasing")
@@ -52,7 +52,8 @@ class Multimodal3DIdent(VisionDataset):
         target_type: one of ``TARGET_TYPES`` or a sequence of them (then the target is a tuple).
         image_format: ``"pil"`` or ``"tensor"`` (uint8 [3, H, W]).
         text_pair: ``"phrasing"`` or ``"palette"``: items are ``(image, text, text2, target)`` with ``text2`` the
-            text-only counterfactual (``multimodal_text.counterfactual_text``, drawn from the file's seed).
+            text-only counterfactual (``multimodal_text.counterfactual_text``, drawn from the file's seed), read
+            from the file where ``c3di latents/render --pairs phrasing`` stored it (the same sentences).
     """
 
     def __init__(self, root: str | os.PathLike[str], split: str = "train", transform: Callable | None = None,
@@ -68,9 +69,12 @@ class Multimodal3DIdent(VisionDataset):
         if image_format not in IMAGE_FORMATS:
             raise ConfigError(f"image_format must be one of {', '.join(IMAGE_FORMATS)}, got {image_format!r}")
         self._path, self._release = self._locate(Path(root), split)
+        stored_pair: list[str] | None = None
         if self._path is not None:
             with store.open_dataset(self._path) as f:
                 image, text, self.sentences = read_tables(f)
+                if text_pair in mt.PAIR_CHANGES and text_pair in pair_text_names(f):  # c3di latents --pairs
+                    stored_pair = read_pair_text(f, text_pair)[1]
                 self.latents = f["latents"][...]
                 self._seed, self._indices = int(f.attrs["seed"]), f["index"][...]
                 if "images" not in f:
@@ -87,8 +91,8 @@ class Multimodal3DIdent(VisionDataset):
         if text_pair is not None:
             if text_pair not in mt.PAIR_CHANGES:
                 raise ConfigError(f"text_pair {text_pair!r}: choose {' or '.join(mt.PAIR_CHANGES)}")
-            self.pair_sentences = mt.sentences(mt.counterfactual_text(image, text, self._seed, self._indices,
-                                                                      text_pair))
+            self.pair_sentences = stored_pair if stored_pair is not None else \
+                mt.sentences(mt.counterfactual_text(image, text, self._seed, self._indices, text_pair))
         self._h5: h5py.File | None = None
         self._pid: int | None = None
 

@@ -124,7 +124,7 @@ def write_core(f: h5py.File, *, latents: np.ndarray, classes: np.ndarray, indice
     if multimodal is not None:
         multimodal_store.write_tables(f, *multimodal)
     elif multimodal_store.is_multimodal(config) and "preset" in config:  # drawn latents: their text is drawn too
-        multimodal_store.write_tables(f, *multimodal_store.drawn_tables(latents, classes, seed, indices))
+        multimodal_store.write_drawn(f, config, latents, classes, seed, indices)
 
 
 def write_pair_latents(f: h5py.File, name: str, latents: np.ndarray, transformation: Mapping[str, Any]) -> None:
@@ -134,6 +134,10 @@ def write_pair_latents(f: h5py.File, name: str, latents: np.ndarray, transformat
                               chunks=_row_chunks(np.shape(latents)))
     ds.attrs["names"] = list(LATENT_NAMES)
     group.attrs["transformation"] = json.dumps(dict(transformation), sort_keys=True)
+    if "multimodal" in f:  # Multimodal3DIdent: the views' own text, where the transformation can change it
+        from .multimodal_store import write_view_text
+
+        write_view_text(f, name, latents, transformation)
 
 
 def _row_chunks(shape: Sequence[int]) -> tuple[int, ...] | None:
@@ -314,8 +318,11 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
             "config": read_config(f),
         }
         if isinstance(f.get("multimodal"), h5py.Group):  # Multimodal3DIdent: sentences and their provenance
+            from .multimodal_store import pair_text_names
+
             info["text"] = {"sentences": int(f["multimodal/text"].shape[0]),
-                            "provenance": json.loads(_as_str(f["multimodal"].attrs["provenance"]))}
+                            "provenance": json.loads(_as_str(f["multimodal"].attrs["provenance"])),
+                            "pairs": pair_text_names(f)}
         for key in ("blender_version", "render_settings"):
             if key in f.attrs:
                 value = _as_str(f.attrs[key])

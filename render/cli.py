@@ -53,7 +53,8 @@ def _resume_hint_on_ctrl_c(command: Callable[..., None]) -> Callable[..., None]:
 @click.option("--n", "n", type=int, default=None, help="Samples to draw (all shards together); not with SOURCE.")
 @click.option("--seed", type=SEED, default=0, help="Seed of the latents (not with SOURCE).")
 @click.option("--pairs", default=None, help="Transformations whose views to render too, e.g. 'hues,positions'; "
-                                            "with SOURCE: which of its pairs (default all).")
+                                            "with SOURCE: which of its pairs (default all). Multimodal3DIdent: also "
+                                            "the text-only pairs 'phrasing', 'palette' (stored, not rendered).")
 @click.option("--intervene", "interventions", multiple=True, help="As in 'c3di latents' (not with SOURCE).")
 @click.option("--balanced-classes", is_flag=True, help=BALANCED_HELP + " Not with SOURCE.")
 @click.option("--split", default=None, help=SPLIT_HELP + " With SOURCE: default the split SOURCE records.")

@@ -228,7 +228,8 @@ def file_input(path: str | os.PathLike[str], *, pairs: str | None = None, shard:
         if "triplets" in config:  # rebuilt from the sequence and draws it records
             return _recorded_triplets(config, int(f.attrs["seed"]), shard, num_shards, split or recorded_split(f))
         names = pair_names(f)
-        wanted = names if pairs is None else [p.strip() for p in pairs.split(",") if p.strip()]
+        wanted = names if pairs is None else [p.strip() for p in pairs.split(",") if p.strip()
+                                              and p.strip() not in config.get("text_pairs", [])]  # kept anyway
         missing = sorted(set(wanted) - set(names))
         if missing:
             raise ConfigError(f"{path} has no pairs {', '.join(missing)} (it has: {', '.join(names) or 'none'}); "

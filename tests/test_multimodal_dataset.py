@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -120,3 +121,43 @@ def test_the_card_of_a_multimodal_variant_describes_its_text(tmp_path):
     assert "### Text (Multimodal3DIdent)" in text and "daunhawer2023multimodal" in text
     assert all(f"`{t}`" in text for t in mt.PHRASES) and "1,107 names" in text
     assert _multimodal(facts_for(None, "causal3dident")) == ""
+
+
+@pytest.mark.parametrize("source", ["file", "preset"])
+def test_the_card_of_a_multimodal_file_or_preset_leads_with_multimodal3dident(files, tmp_path, source):
+    from click.testing import CliRunner
+
+    from causal3dident.cli import main
+
+    h5, _ = files
+    args = [str(h5)] if source == "file" else ["--preset", "multimodal3dident"]
+    result = CliRunner().invoke(main, ["card", *args, "--out", str(tmp_path), "--no-figures"])
+    assert result.exit_code == 0, result.output
+    readme = (tmp_path / "README.md").read_text(encoding="utf-8")
+    title, summary = readme.split("\n# ", 1)[1].split("\n\n")[:2]
+    assert title.startswith("Multimodal3DIdent") and summary.startswith("Image/text pairs")
+    lead = summary.index('Multimodal3DIdent was introduced by Daunhawer et al. (ICLR 2023, "Identifiability Results '
+                         'for Multimodal Contrastive Learning", arXiv:2303.09166)')
+    assert lead < summary.index("causal3dident package") < summary.index("Causal3DIdent (von Kügelgen et al.")
+    citation = readme.split("## Citation", 1)[1]
+    keys = [citation.index(k) for k in ("daunhawer2023multimodal", "causal3dident_generator", "vonkugelgen2021self")]
+    assert keys == sorted(keys) and citation.startswith("\n\nCite the paper that introduced Multimodal3DIdent")
+    assert "https://arxiv.org/abs/2303.09166" in readme.split("## Dataset details", 1)[1].split("##", 1)[0]
+    croissant = json.loads((tmp_path / "croissant.json").read_text())
+    assert croissant["name"].startswith("Multimodal3DIdent") and croissant["citeAs"].startswith(
+        "@inproceedings{daunhawer2023multimodal") and croissant["url"] == "https://arxiv.org/abs/2303.09166"
+    datasheet = (tmp_path / "datasheet.md").read_text(encoding="utf-8")
+    assert datasheet.startswith("# Datasheet: Multimodal3DIdent") and "designed by Daunhawer" in datasheet
+    assert "greens, cyans and blues never occur" not in readme  # Causal3DIdent's hue range is not claimed here
+    if source == "preset":
+        assert "125,000 train, 10,000 val, 10,000 test images" in summary  # the release's splits
+
+
+def test_the_causal3dident_card_still_leads_with_causal3dident(tmp_path):
+    from causal3dident.card_text import readme
+    from causal3dident.cards import facts_for
+
+    text = readme(facts_for(None, "causal3dident"), [], "2026-01-01")
+    assert "\n# Causal3DIdent\n" in text and "daunhawer2023multimodal" not in text and "Multimodal3DIdent" not in text
+    citation = text.split("## Citation", 1)[1]
+    assert citation.index("vonkugelgen2021self") < citation.index("causal3dident_generator")
