@@ -9,7 +9,8 @@ instantaneous effects, of same-frame parents (``<latent>``, ``class``), evaluate
 order. ``linear`` latents are redrawn (fresh noise, same mean) while outside their domain; ``angle``
 latents move the short way round and wrap into [low, high). At every step each target column is
 intervened with a probability (groups share one draw); an intervened latent takes a value uniform on its
-domain (perfect) or steps with a shifted goal and scaled noise (soft), an intervened class a uniform class, and the class also switches with ``switch_probability``.
+domain (perfect) or steps with a shifted goal and scaled noise (soft), an intervened class a uniform
+class, and the class also switches with ``switch_probability``.
 This is the transition of CITRIS's Temporal Causal3DIdent (Lippe et al., ICML 2022), ``_take_step`` and
 ``perform_time_step`` in data_generation/temporal_causal3dident/data_generation_causal3dident.py.
 
@@ -157,8 +158,8 @@ class TemporalModel:
                                   f"soft; {HINT}")
             return None
         if iv.soft is None:
-            raise ConfigError(f"{where}.kind soft needs interventions.soft, e.g. soft: {{shift: 1.0, sigma_scale: 2.0}}; "
-                              f"{HINT}")
+            raise ConfigError(f"{where}.kind soft needs interventions.soft, e.g. soft: {{shift: 1.0, "
+                              f"sigma_scale: 2.0}}; {HINT}")
         steps = [n for n in LATENT_NAMES if isinstance(self.mechanisms[n].spec, StepSpec) and n not in iv.exclude]
         for name in iv.soft.latents:
             if name not in steps:

@@ -69,7 +69,8 @@ class SoftSpec:
 
     shift: Float = 0.0
     sigma_scale: NonNegativeFloat = 1.0
-    latents: dict[Literal[LATENT_NAMES], SoftChangeSpec] = dataclasses.field(default_factory=dict)  # type: ignore[valid-type]
+    latents: dict[Literal[LATENT_NAMES], SoftChangeSpec] = dataclasses.field(  # type: ignore[valid-type]
+        default_factory=dict)
 
 
 @config_schema(source="temporal preset", hint=HINT)
