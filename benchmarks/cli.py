@@ -203,6 +203,34 @@ def leaderboard(dirs: tuple[Path, ...], out: Path | None, layer: str, probe: str
     click.echo(f"wrote {path}" + "".join(f", {p}" for p in pictures))
 
 
+@bench.command("temporal")
+@click.option("--data", required=True, type=click.Path(path_type=Path),
+              help="A rendered sequence file (c3di render --preset temporal_causal3dident --n FRAMES ...).")
+@click.option("--out", default="runs", show_default=True, type=click.Path(path_type=Path), help="Runs folder.")
+@click.option("--seed", type=SEED, default=0, help="Initialisation and batches of both networks.")
+@click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True, help="Autoencoder steps.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--latent-dim", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--held-out", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
+              show_default=True, help="Fraction of the frames, the last ones, that are evaluated.")
+@click.option("--eval-epochs", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Epochs of CITRIS's prediction network.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, auto, cuda or cuda:N.")
+def temporal(data: Path, out: Path, seed: int, steps: int, batch_size: int, latent_dim: int, held_out: float,
+             eval_epochs: int, device: str) -> None:
+    """Smoke run: a small autoencoder on a sequence's frames, evaluated by CITRIS's R^2 / Spearman matrices."""
+    import json
+
+    from .temporal_smoke import SmokeConfig, run_temporal_smoke
+
+    config = SmokeConfig(steps=steps, batch_size=batch_size, latent_dim=latent_dim, held_out=held_out,
+                         eval_epochs=eval_epochs)
+    path = run_temporal_smoke(data, out, seed, config, device, echo=click.echo)
+    click.echo(f"wrote {path / 'results.csv'}")
+    summary = json.loads((path / "run.json").read_text())["summary"]
+    click.echo("  " + ", ".join(f"{k} {v:.3f}" for k, v in summary.items()))
+
+
 @bench.command("settings")
 @SETTINGS_OPTION
 def settings_command(settings_files: tuple[Path, ...]) -> None:

@@ -9,7 +9,8 @@ instantaneous effects, of same-frame parents (``<latent>``, ``class``), evaluate
 order. ``linear`` latents are redrawn (fresh noise, same mean) while outside their domain; ``angle``
 latents move the short way round and wrap into [low, high). At every step each target column is
 intervened with a probability (groups share one draw); an intervened latent takes a value uniform on its
-domain, an intervened class a uniform class, and the class also switches with ``switch_probability``.
+domain (perfect) or steps with a shifted goal and scaled noise (soft), an intervened class a uniform
+class, and the class also switches with ``switch_probability``.
 This is the transition of CITRIS's Temporal Causal3DIdent (Lippe et al., ICML 2022), ``_take_step`` and
 ``perform_time_step`` in data_generation/temporal_causal3dident/data_generation_causal3dident.py.
 
@@ -38,7 +39,7 @@ from .temporal_schema import HINT, FixedSpec, StepSpec, TemporalPresetSpec
 
 STREAMS = {
     "values": "temporal/values",      # frame 0's state and intervention values, one uniform per latent
-    "noise": "temporal/noise",        # the step noise, one standard normal per latent (inverse CDF)
+    "noise": "temporal/noise",        # the step noise, one standard normal per latent (inverse CDF); soft steps too
     "targets": "temporal/targets",    # one uniform per target column: intervened where < probability
     "switch": "temporal/switch",      # the class switches where < switch_probability
     "class": "temporal/class",        # the new class (frame 0, a switch or an intervention)
@@ -109,6 +110,7 @@ class TemporalModel:
             raise ConfigError(f"{source}: interventions.extra_columns repeat a column name; {HINT}")
         self.probability = float(iv.probability)
         self._col = {n: i for i, n in enumerate(self.target_names)}
+        self.soft = self._soft_parameters()
 
     # -- construction ------------------------------------------------------------------------------
     @classmethod
@@ -146,6 +148,33 @@ class TemporalModel:
             raise ConfigError(f"{where}.goal reads {', '.join(bad)}; a goal reads prev_<latent>, prev_class "
                               f"(the previous frame) and <latent>, class (the same frame); {HINT}")
         return mechanism
+
+    def _soft_parameters(self) -> dict[str, tuple[float, float]] | None:
+        """Per intervenable step latent, its soft intervention's (shift, sigma_scale); None for perfect ones."""
+        iv, where = self.spec.interventions, f"{self.source}: interventions"
+        if iv.kind == "perfect":
+            if iv.soft is not None:
+                raise ConfigError(f"{where}.soft is given but interventions.kind is perfect; set kind: soft or drop "
+                                  f"soft; {HINT}")
+            return None
+        if iv.soft is None:
+            raise ConfigError(f"{where}.kind soft needs interventions.soft, e.g. soft: {{shift: 1.0, "
+                              f"sigma_scale: 2.0}}; {HINT}")
+        steps = [n for n in LATENT_NAMES if isinstance(self.mechanisms[n].spec, StepSpec) and n not in iv.exclude]
+        for name in iv.soft.latents:
+            if name not in steps:
+                raise ConfigError(f"{where}.soft.latents.{name}: {name} is constant or excluded, so it is never "
+                                  f"softly intervened; drop it; {HINT}")
+        out = {}
+        for name in steps:
+            own = iv.soft.latents.get(name)
+            shift = iv.soft.shift if own is None or own.shift is None else own.shift
+            scale = iv.soft.sigma_scale if own is None or own.sigma_scale is None else own.sigma_scale
+            if shift == 0 and scale == 1:
+                raise ConfigError(f"{where}.soft leaves {name}'s mechanism unchanged (shift 0, sigma_scale 1); give "
+                                  f"it a shift or sigma_scale, or exclude it; {HINT}")
+            out[name] = (float(shift), float(scale))
+        return out
 
     def _order(self) -> tuple[str, ...]:
         """Latents in an order where same-frame parents come first (a cycle is a ConfigError)."""
@@ -226,8 +255,13 @@ class TemporalModel:
             mech = self.mechanisms[name]
             if isinstance(mech.spec, FixedSpec):
                 out[j] = mech.spec.value
-            elif targets[j]:
+            elif targets[j] and self.soft is None:
                 out[j] = self._uniform(name, values[j])  # perfect intervention
+            elif targets[j]:  # soft intervention: the same step with a shifted goal and scaled noise
+                shift, scale = self.soft[name]
+                goal = self._wrapped(mech.spec, self._goal(mech, scope, prev_class, cls) + shift)
+                out[j] = self._move(seed, t, j, mech.spec, float(prev[j]), goal, float(normals[j]),
+                                    mech.spec.sigma * scale)
             else:
                 goal = self._goal(mech, scope, prev_class, cls)
                 out[j] = self._move(seed, t, j, mech.spec, float(prev[j]), goal, float(normals[j]))
@@ -241,8 +275,21 @@ class TemporalModel:
             goals = goals[self.class_names[key]]
         return float(goals(scope, 1)[0])  # type: ignore[operator]
 
-    def _move(self, seed: int, t: int, j: int, spec: StepSpec, cur: float, goal: float, z: float) -> float:
-        """One step of CITRIS's ``_take_step`` (the same float operations, in the same order)."""
+    @staticmethod
+    def _wrapped(spec: StepSpec, goal: float) -> float:
+        """A shifted goal inside the domain: an angle's wrapped into [low, high) (the short-way rule needs both ends
+        inside), a linear latent's clipped to [low, high] (so its redraws end)."""
+        low, high = spec.domain
+        if spec.type != "angle":
+            return min(max(goal, low), high)
+        d = goal - low
+        return low + (math.fmod(d, high - low) + (high - low) * (d < 0))
+
+    def _move(self, seed: int, t: int, j: int, spec: StepSpec, cur: float, goal: float, z: float,
+              sigma: float | None = None) -> float:
+        """One step of CITRIS's ``_take_step`` (the same float operations, in the same order); ``sigma``
+        replaces the mechanism's noise std (a soft intervention)."""
+        sigma = spec.sigma if sigma is None else sigma
         low, high = spec.domain
         period = high - low
         step = (goal - cur) * spec.rate
@@ -252,10 +299,10 @@ class TemporalModel:
                     step += spec.rate * period
                 elif step > 0.0:
                     step -= spec.rate * period
-            nxt = cur + step + spec.sigma * z
+            nxt = cur + step + sigma * z
             d = nxt - low
             return low + (math.fmod(d, period) + period * (d < 0))
-        nxt = cur + step + spec.sigma * z
+        nxt = cur + step + sigma * z
         attempt = 0
         while not low <= nxt <= high:
             if attempt == MAX_REDRAWS:
@@ -263,7 +310,7 @@ class TemporalModel:
                                   f"{list(spec.domain)} after {MAX_REDRAWS} redraws at frame {t} (goal {goal:.3g}); "
                                   f"keep its goal inside the domain; {HINT}")
             u = noise.uniforms_at(seed, STREAMS["redraw"], np.array([t]), 1, key=(j, attempt))[0, 0]
-            nxt = cur + step + spec.sigma * float(ndtri(max(u, 2.0 ** -54)))
+            nxt = cur + step + sigma * float(ndtri(max(u, 2.0 ** -54)))
             attempt += 1
         return nxt
 

@@ -54,14 +54,37 @@ TemporalMechanismSpec = Annotated[Union[StepSpec, FixedSpec], Field(discriminato
 
 
 @config_schema(source="temporal preset", hint=HINT)
+class SoftChangeSpec:
+    """One latent's soft intervention, overriding ``soft``'s defaults (an absent key keeps the default)."""
+
+    shift: Float | None = None
+    sigma_scale: NonNegativeFloat | None = None
+
+
+@config_schema(source="temporal preset", hint=HINT)
+class SoftSpec:
+    """A soft intervention keeps the latent's mechanism and changes its parameters for that step:
+    next = cur + rate * (goal + shift - cur) + Normal(0, sigma_scale * sigma), an angle's shifted goal wrapped into
+    its domain; ``latents`` overrides ``shift`` or ``sigma_scale`` per latent."""
+
+    shift: Float = 0.0
+    sigma_scale: NonNegativeFloat = 1.0
+    latents: dict[Literal[LATENT_NAMES], SoftChangeSpec] = dataclasses.field(  # type: ignore[valid-type]
+        default_factory=dict)
+
+
+@config_schema(source="temporal preset", hint=HINT)
 class InterventionsSpec:
-    """Each target column is intervened independently with ``probability`` per step (a perfect intervention:
-    uniform on the latent's domain; for ``class``, a uniform class); ``groups`` share their first member's draw;
+    """Each target column is intervened independently with ``probability`` per step; ``kind: perfect`` (the
+    default): uniform on the latent's domain; ``kind: soft``: the latent's step with ``soft``'s parameters; the
+    ``class`` column is a uniform class either way. ``groups`` share their first member's draw;
     ``exclude`` columns are never drawn; ``extra_columns`` are recorded target columns that are always 0.
     ``mode: single`` (CITRIS's --single_targets): of the columns drawn in a step, one chosen uniformly (a group
     counts once) is kept."""
 
     probability: Probability
+    kind: Literal["perfect", "soft"] = "perfect"
+    soft: SoftSpec | None = None
     mode: Literal["independent", "single"] = "independent"
     exclude: tuple[str, ...] = ()
     groups: tuple[tuple[str, ...], ...] = ()
