@@ -13,6 +13,7 @@ it checks that its arrays agree with each other and with their pixel checksums, 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import zipfile
@@ -101,17 +102,20 @@ def find_file(source: Path, split: str | None) -> Path:
 
 # -- reading the .npz without loading the images whole ------------------------------------------------------------
 class _Member:
-    """One array of an .npz file: its shape and dtype from the .npy header, its rows read in blocks."""
+    """One array of an .npz file: its shape and dtype from the .npy header, its rows read in blocks (C order; an
+    array stored in Fortran order is read whole)."""
 
     def __init__(self, zf: zipfile.ZipFile, key: str, where: str) -> None:
         self.zf, self.key, self.where = zf, key, where
         with self._open() as fh:
-            self.shape, self.dtype, _ = self._header(fh)
+            self.shape, self.dtype, self.fortran = self._header(fh)
+        if not self.shape:
+            raise DatasetFileError(f"{where}: {key} is a scalar; CITRIS's {key} is an array")
 
     def _open(self) -> IO[bytes]:
         return self.zf.open(f"{self.key}.npy")
 
-    def _header(self, fh: IO[bytes]) -> tuple[tuple[int, ...], np.dtype, int]:
+    def _header(self, fh: IO[bytes]) -> tuple[tuple[int, ...], np.dtype, bool]:
         fmt = np.lib.format
         try:
             version = fmt.read_magic(fh)
@@ -120,15 +124,27 @@ class _Member:
         except ValueError as exc:
             raise DatasetFileError(f"{self.where}: {self.key} is not a NumPy array ({exc}); re-download the file") \
                 from None
-        if fortran or dtype.hasobject:
-            how = "in Fortran order" if fortran else "as Python objects"
-            raise DatasetFileError(f"{self.where}: {self.key} is stored {how}; CITRIS's arrays are plain C-order "
-                                   f"arrays: re-create the file")
-        return tuple(shape), dtype, fh.tell()
+        if dtype.hasobject:
+            raise DatasetFileError(f"{self.where}: {self.key} holds Python objects; CITRIS's arrays are numbers: "
+                                   f"re-create the file")
+        return tuple(shape), dtype, bool(fortran)
+
+    def read(self) -> np.ndarray:
+        """The whole array."""
+        with self._open() as fh:
+            try:
+                return np.lib.format.read_array(fh, allow_pickle=False)
+            except ValueError as exc:
+                raise DatasetFileError(f"{self.where}: {self.key} is truncated or damaged ({exc}); re-download "
+                                       f"the file") from None
 
     def blocks(self, rows: int = BLOCK) -> Iterator[np.ndarray]:
         """The array in blocks of ``rows`` rows."""
-        n = self.shape[0] if self.shape else 1
+        n = self.shape[0]
+        if self.fortran:
+            whole = self.read()
+            yield from (whole[lo:lo + rows] for lo in range(0, n, rows))
+            return
         row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
         with self._open() as fh:
             self._header(fh)
@@ -138,11 +154,6 @@ class _Member:
                 if len(data) != count * row_bytes:
                     raise DatasetFileError(f"{self.where}: {self.key} is truncated; re-download the file")
                 yield np.frombuffer(data, dtype=self.dtype).reshape(count, *self.shape[1:])
-
-    def read(self) -> np.ndarray:
-        if not self.shape:
-            raise DatasetFileError(f"{self.where}: {self.key} is a scalar; CITRIS's {self.key} is an array")
-        return np.concatenate(list(self.blocks(1 << 20))) if self.shape[0] else np.zeros(self.shape, self.dtype)
 
 
 def _members(zf: zipfile.ZipFile, where: str) -> dict[str, _Member]:
@@ -204,93 +215,131 @@ def _native_to_unit(model: TemporalModel, latents: np.ndarray, where: str) -> np
 
 
 # -- convert --------------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class _Release:
+    """One CITRIS file, checked: its images (read later, in blocks) and its other arrays, read whole."""
+
+    path: Path
+    triplets: bool
+    coarse: bool
+    imgs: _Member
+    targets: np.ndarray
+    latents: np.ndarray
+    """float64 [N, 10] (triplets: [N, 3, 10]), CITRIS's units."""
+    classes: np.ndarray
+    """This package's labels, [N] (triplets: [N, 3])."""
+
+    @property
+    def size(self) -> tuple[int, int, int]:
+        """Frames (triplets), height, width."""
+        return self.imgs.shape[0], self.imgs.shape[-3], self.imgs.shape[-2]
+
+
 def convert_citris(source: str | os.PathLike[str], out: str | os.PathLike[str], *, split: str | None = None,
                    preset: str | None = None, overwrite: bool = False, compression: str = "gzip",
                    progress: bool = False) -> Path:
     """Convert one CITRIS file (``source``: the file, or a folder and ``split``) into a new HDF5 dataset file;
     ``preset``: the temporal preset whose equations the file follows (default temporal_causal3dident)."""
     from .convert import _bar
-    from .dataset_facts import sha256_of
 
     check_output(out, overwrite)
     path = find_file(Path(source), split)
+    split = check_split(_split_of(path.stem))
     model = _model(preset)
-    name = _NAME.match(path.stem)
-    assert name is not None
-    triplets, coarse = bool(name["triplets"]), bool(name["coarse"])
-    split = check_split(name["split"])
-    where = str(path)
     try:
         zf = zipfile.ZipFile(path)
     except (OSError, zipfile.BadZipFile) as exc:
         raise DatasetFileError(f"{path} is not an .npz file ({exc}); re-download or re-export it") from None
     with zf:
-        arrays = _members(zf, where)
-        imgs = arrays["imgs"]
-        lead = (None, 3) if triplets else (None,)
-        _expect(where, "imgs", imgs.shape, (*lead, None, None, None), "uint8 images, RGB or RGBA")
-        n, (height, width, channels) = imgs.shape[0], imgs.shape[-3:]
-        if imgs.dtype != np.uint8 or channels not in (3, 4):
-            raise DatasetFileError(f"{where}: imgs must be uint8 [..., H, W, 3] (or RGBA), got {imgs.dtype} "
-                                   f"[..., {channels}]")
-        targets = arrays["interventions"].read()
-        latents = arrays["raw_latents"].read()
-        shapes = arrays["shape_latents"].read()
-        columns = len(CITRIS_TARGETS)
-        if triplets:
-            _expect(where, "interventions", targets.shape, (n, columns), "one mask per triplet")
-            _expect(where, "raw_latents", latents.shape, (n, 3, len(LATENT_NAMES)), "first, second, mixed frame")
-            _expect(where, "shape_latents", shapes.shape, (n, 3, 2), "shape and material of each frame")
-        else:
-            _expect(where, "interventions", targets.shape, (max(n - 1, 0), columns), "row t: the step t -> t + 1")
-            _expect(where, "raw_latents", latents.shape, (n, len(LATENT_NAMES)), "one row per frame")
-            _expect(where, "shape_latents", shapes.shape, (n, 2), "shape and material of each frame")
-        if n == 0:
-            raise DatasetFileError(f"{where} holds no frames; re-download or re-export it")
-        _check_values(where, targets, latents, shapes)
-        classes = package_classes(shapes[..., 0])
-        native = latents.astype(np.float64)
-        unit = _native_to_unit(model, native[:, 2] if triplets else native, where)
-        record: dict[str, Any] = {"format": FORMAT, "preset": model.name, "files": [
-            {"name": path.name, "bytes": path.stat().st_size, "sha256": sha256_of(path)}]}
-        if channels == 4:
-            record["dropped"] = "the alpha channel of imgs (CITRIS's Causal3DDataset reads imgs[..., :3])"
-        config: dict[str, Any] = {
-            "source": "CITRIS release layout (Temporal Causal3DIdent)", "converted": record,
-            "images": {"source": f"imgs of CITRIS's {path.name}", "resolution": int(height)}}
-        if triplets:
-            config["sequence"] = {"config": {"temporal": model.to_dict()}}
-            config["triplets"] = {"num_triplets": int(n), "masks": "coarse" if coarse else "fine",
-                                  "mask_columns": list(CITRIS_TARGETS)}
-        else:
-            config.update({"temporal": model.to_dict(), "num_samples_total": int(n)})
-        views = ("triplets/first/images", "triplets/second/images", "images") if triplets else ("images",)
+        release = _read(zf, path)
+        unit = _native_to_unit(model, release.latents[:, 2] if release.triplets else release.latents, str(path))
+        config = _config(release, model)
+        n = release.size[0]
         with atomic_h5(out, overwrite) as f, _bar(n, f"converting {path.name}", progress) as bar:
-            write_core(f, latents=unit, classes=classes[:, 2] if triplets else classes,
+            write_core(f, latents=unit, classes=release.classes[:, 2] if release.triplets else release.classes,
                        indices=np.arange(n, dtype=np.int64), config=config, seed=0, split=split)
-            if triplets:
-                group = f.create_group("triplets")
-                group.create_dataset("masks", data=targets.astype(np.uint8))
-                group.create_dataset("latents", data=native)
-                group.create_dataset("classes", data=classes)
-            else:
-                rows = np.zeros((n, columns), dtype=np.uint8)
-                rows[1:] = targets
-                order = {c: i for i, c in enumerate(model.class_names)}
-                write_sequence(f, model, Frames(0, native, np.array([order[CLASS_NAMES[c]] for c in classes],
-                                                                    dtype=np.int64), rows))
-            datasets = [create_image_dataset(f.require_group(os.path.dirname(v)) if "/" in v else f,
-                                             os.path.basename(v), n, height, width, compression) for v in views]
-            lo = 0
-            for block in imgs.blocks():
-                block = block[..., :3]
-                for k, ds in enumerate(datasets):
-                    write_images(ds, lo, np.ascontiguousarray(block[:, k] if triplets else block))
-                lo += len(block)
-                bar.update(len(block))
+            _write_arrays(f, release, model)
+            _write_images(f, release, compression, bar)
             f.attrs["num_rendered"] = n
             seal(f, source=str(path))
     return Path(out)
+
+
+def _read(zf: zipfile.ZipFile, path: Path) -> _Release:
+    """The arrays of a CITRIS file, their shapes and values checked (one ``DatasetFileError`` line each)."""
+    name = _NAME.match(path.stem)
+    triplets, coarse = bool(name and name["triplets"]), bool(name and name["coarse"])
+    where = str(path)
+    arrays = _members(zf, where)
+    imgs = arrays["imgs"]
+    _expect(where, "imgs", imgs.shape, ((None, 3) if triplets else (None,)) + (None, None, None),
+            "uint8 images, RGB or RGBA" + (": first, second, mixed frame" if triplets else ""))
+    n, channels = imgs.shape[0], imgs.shape[-1]
+    if imgs.dtype != np.uint8 or channels not in (3, 4):
+        raise DatasetFileError(f"{where}: imgs must be uint8 [..., H, W, 3] (or RGBA), got {imgs.dtype} "
+                               f"[..., {channels}]")
+    if n == 0:
+        raise DatasetFileError(f"{where} holds no frames; re-download or re-export it")
+    targets, latents, shapes = (arrays[k].read() for k in ("interventions", "raw_latents", "shape_latents"))
+    lead, steps = ((n, 3), n) if triplets else ((n,), n - 1)
+    _expect(where, "interventions", targets.shape, (steps, len(CITRIS_TARGETS)),
+            "one mask per triplet" if triplets else "row t: the step t -> t + 1")
+    _expect(where, "raw_latents", latents.shape, (*lead, len(LATENT_NAMES)), "CITRIS's ten latents per frame")
+    _expect(where, "shape_latents", shapes.shape, (*lead, 2), "shape and material of each frame")
+    _check_values(where, targets, latents, shapes)
+    return _Release(path, triplets, coarse, imgs, targets, latents.astype(np.float64),
+                    package_classes(shapes[..., 0]))
+
+
+def _config(release: _Release, model: TemporalModel) -> dict[str, Any]:
+    """The converted file's config: where it came from (names, sizes, SHA-256) and the preset it follows."""
+    from .dataset_facts import sha256_of
+
+    path = release.path
+    record: dict[str, Any] = {"format": FORMAT, "preset": model.name, "files": [
+        {"name": path.name, "bytes": path.stat().st_size, "sha256": sha256_of(path)}]}
+    if release.imgs.shape[-1] == 4:
+        record["dropped"] = "the alpha channel of imgs (CITRIS's Causal3DDataset reads imgs[..., :3])"
+    config: dict[str, Any] = {"source": "CITRIS release layout (Temporal Causal3DIdent)", "converted": record,
+                              "images": {"source": f"imgs of CITRIS's {path.name}", "resolution": release.size[1]}}
+    if release.triplets:
+        config["sequence"] = {"config": {"temporal": model.to_dict()}}
+        config["triplets"] = {"num_triplets": release.size[0], "masks": "coarse" if release.coarse else "fine",
+                              "mask_columns": list(CITRIS_TARGETS)}
+    else:
+        config.update({"temporal": model.to_dict(), "num_samples_total": release.size[0]})
+    return config
+
+
+def _write_arrays(f: h5py.File, release: _Release, model: TemporalModel) -> None:
+    """A triplet file's /triplets/masks, latents and classes; a sequence file's /sequence (targets: row 0 all 0)."""
+    if release.triplets:
+        group = f.create_group("triplets")
+        group.create_dataset("masks", data=release.targets.astype(np.uint8))
+        group.create_dataset("latents", data=release.latents)
+        group.create_dataset("classes", data=release.classes)
+        return
+    n = release.size[0]
+    targets = np.zeros((n, len(CITRIS_TARGETS)), dtype=np.uint8)
+    targets[1:] = release.targets
+    order = np.array([model.class_names.index(CLASS_NAMES[c]) for c in release.classes], dtype=np.int64)
+    write_sequence(f, model, Frames(0, release.latents, order, targets))
+
+
+def _write_images(f: h5py.File, release: _Release, compression: str, bar: Any) -> None:
+    """imgs in blocks: a sequence's to /images; a triplet's first, second and mixed frame to /triplets/first/images,
+    /triplets/second/images and /images."""
+    n, height, width = release.size
+    views = ("triplets/first/images", "triplets/second/images", "images") if release.triplets else ("images",)
+    datasets = [create_image_dataset(f.require_group(os.path.dirname(v)) if "/" in v else f, os.path.basename(v),
+                                     n, height, width, compression) for v in views]
+    lo = 0
+    for block in release.imgs.blocks():
+        block = block[..., :3]
+        for k, ds in enumerate(datasets):
+            write_images(ds, lo, np.ascontiguousarray(block[:, k] if release.triplets else block))
+        lo += len(block)
+        bar.update(len(block))
 
 
 # -- what verify checks instead of a regeneration -------------------------------------------------------------
