@@ -180,7 +180,8 @@ def _check_values(where: str, targets: np.ndarray, latents: np.ndarray, shapes: 
                                f"intervened variable with 1")
     if not np.isfinite(latents).all():
         raise DatasetFileError(f"{where}: raw_latents hold non-finite values; re-create the file")
-    if not np.issubdtype(shapes.dtype, np.integer) or ((shapes[..., 0] < 0) | (shapes[..., 0] >= len(CITRIS_CLASSES))).any():
+    shape = shapes[..., 0]
+    if not np.isin(shape, np.arange(len(CITRIS_CLASSES))).all():
         raise DatasetFileError(f"{where}: shape_latents[..., 0] must be shape indices 0..{len(CITRIS_CLASSES) - 1} "
                                f"({', '.join(CITRIS_CLASSES)})")
     if (shapes[..., 1] != 0).any():

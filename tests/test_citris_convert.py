@@ -127,8 +127,9 @@ def test_triplets_convert_and_export_again_byte_identical(exported: dict[str, Pa
     sources = rng.integers(0, len(arrays["imgs"]), (n, 2))
     masks = rng.integers(0, 2, (n, 12)).astype(np.int64)
     masks[:, 5] = masks[:, 11] = masks[:, 0]
-    mixed_latents = np.where(masks[:, :10] == 0, arrays["raw_latents"][sources[:, 0]], arrays["raw_latents"][sources[:, 1]])
-    mixed_shape = np.where(masks[:, 10:] == 0, arrays["shape_latents"][sources[:, 0]], arrays["shape_latents"][sources[:, 1]])
+    first, second = (arrays["raw_latents"][sources[:, k]] for k in (0, 1))
+    mixed_latents = np.where(masks[:, :10] == 0, first, second)
+    mixed_shape = np.where(masks[:, 10:] == 0, *(arrays["shape_latents"][sources[:, k]] for k in (0, 1)))
     triplets = {
         "imgs": np.stack([arrays["imgs"][sources[:, 0]], arrays["imgs"][sources[:, 1]],
                           arrays["imgs"][sources[:, 0]][:, ::-1]], axis=1),
