@@ -27,18 +27,24 @@ FIGURE_FILES = ("filmstrip.png", "sequence_latents.png", "triplets.png")
 CITRIS_URL = "https://arxiv.org/abs/2202.03169"
 CITRIS_BIBTEX = """@inproceedings{lippe2022citris,
   title     = {{CITRIS}: Causal Identifiability from Temporal Intervened Sequences},
-  author    = {Lippe, Phillip and Magliacane, Sara and L{\\"o}we, Sindy and Asano, Yuki M. and Cohen, Taco and
-               Gavves, Efstratios},
-  booktitle = {Proceedings of the 39th International Conference on Machine Learning (ICML)},
+  author    = {Lippe, Phillip and Magliacane, Sara and L{\\"o}we, Sindy and Asano, Yuki M and Cohen, Taco and
+               Gavves, Stratis},
+  booktitle = {Proceedings of the 39th International Conference on Machine Learning},
+  series    = {Proceedings of Machine Learning Research},
+  volume    = {162},
+  pages     = {13557--13603},
+  publisher = {PMLR},
   year      = {2022},
+  url       = {https://proceedings.mlr.press/v162/lippe22a.html},
   note      = {arXiv:2202.03169}
 }"""
-ICITRIS_BIBTEX = """@inproceedings{lippe2023icitris,
+ICITRIS_BIBTEX = """@inproceedings{lippe2023causal,
   title     = {Causal Representation Learning for Instantaneous and Temporal Effects in Interactive Systems},
-  author    = {Lippe, Phillip and Magliacane, Sara and L{\\"o}we, Sindy and Asano, Yuki M. and Cohen, Taco and
+  author    = {Lippe, Phillip and Magliacane, Sara and L{\\"o}we, Sindy and Asano, Yuki M and Cohen, Taco and
                Gavves, Efstratios},
-  booktitle = {International Conference on Learning Representations (ICLR)},
+  booktitle = {The Eleventh International Conference on Learning Representations},
   year      = {2023},
+  url       = {https://openreview.net/forum?id=itZ6ggvMnzS},
   note      = {arXiv:2206.06169}
 }"""
 _ICITRIS = " (and iCITRIS, its instantaneous variant)"
