@@ -284,7 +284,7 @@ def filmstrip_figure(images: np.ndarray, targets: np.ndarray, names: tuple[str, 
     k = len(images)
     cols = min(FILMSTRIP_COLUMNS, k)
     rows = -(-k // cols)
-    fig = _figure(1.3 * cols + 0.3, 2.05 * rows + 0.9)
+    fig = _figure(1.3 * cols + 0.3, 1.85 * rows + 0.8)
     grid = fig.add_gridspec(2 * rows, cols, height_ratios=[1.0, 0.12] * rows)
     colours = _target_colours(names)
     for t in range(k):
@@ -298,8 +298,8 @@ def filmstrip_figure(images: np.ndarray, targets: np.ndarray, names: tuple[str, 
         marked = [n for n, v in zip(names, targets[t]) if v]
         cells.set_xlabel(textwrap.fill(", ".join(marked), 22) if marked else "-", fontsize=6)
     fig.suptitle(title, fontsize=10)
-    fig.text(0.5, 0.0, "grid under each frame: " + " ".join(names) + " (coloured: intervened in the step into it)",
-             ha="center", va="bottom", fontsize=7)
+    fig.supxlabel("grid under each frame: " + " ".join(names) + " (coloured: intervened in the step into it)",
+                  fontsize=7)
     return fig
 
 
