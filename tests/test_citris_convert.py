@@ -77,6 +77,8 @@ def test_export_convert_export_is_byte_identical(exported: dict[str, Path], tmp_
         assert b.attrs["split"] == "train"
         config = json.loads(b.attrs["config"])
     assert config["temporal"]["name"] == "temporal_causal3dident"
+    info = c3di("info", str(out))
+    assert info.returncode == 0 and "  converted: from citris files train.npz (SHA-256 " in info.stdout, info.stdout
     assert config["converted"]["files"] == [{"name": "train.npz", "bytes": exported["npz"].stat().st_size,
                                              "sha256": hashlib.sha256(exported["npz"].read_bytes()).hexdigest()}]
 
