@@ -129,8 +129,20 @@ def write_cards(facts: DatasetFacts, out: str | os.PathLike[str], *, figures: bo
 @click.option("--overwrite", is_flag=True, help="Replace card files that exist in --out.")
 def card_command(path: Path | None, preset: str | None, out: Path, split: str | None, no_figures: bool,
                  leaderboard: Path | None, pictures: tuple[Path, ...], table: str, overwrite: bool) -> None:
-    """Write README.md, datasheet.md, factors.yaml, croissant.json and figures for a dataset file or preset."""
+    """Write README.md, datasheet.md, factors.yaml, croissant.json and figures for a dataset file or preset (a
+    sequence or triplet file: README.md, preset.yaml and its temporal figures)."""
     check_source(path, preset, split)
+    from .temporal_card import CARD_FILES as TEMPORAL_CARD, FIGURE_FILES as TEMPORAL_FIGURES, is_temporal_file
+
+    if path is not None and is_temporal_file(path):  # causal3dident.temporal_card
+        from .temporal_card import temporal_facts, write_temporal_card
+
+        if leaderboard is not None or split is not None:
+            raise ConfigError(f"{path} holds a sequence: --leaderboard and --split describe i.i.d. files; drop them")
+        check_free(out, TEMPORAL_CARD + (() if no_figures else TEMPORAL_FIGURES), overwrite)
+        written = write_temporal_card(temporal_facts(path), out, figures=not no_figures, extra_pictures=pictures)
+        click.echo(f"wrote {len(written)} files to {out}: {', '.join(p.name for p in written)}")
+        return
     check_free(out, CARD_FILES + (() if no_figures else FIGURE_FILES), overwrite)
     written = write_cards(facts_for(path, preset, split), out, figures=not no_figures, leaderboard=leaderboard,
                           extra_pictures=pictures, table=table)

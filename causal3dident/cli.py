@@ -182,6 +182,9 @@ def info(path: Path, as_json: bool) -> None:
     click.echo(f"  pairs:     {pairs or 'none'}")
     preset = (config.get("preset") or config.get("temporal") or {}).get("name", config.get("source", "unknown"))
     click.echo(f"  preset:    {preset}")
+    if isinstance(config.get("converted"), dict):  # causal3dident.citris_convert
+        files = ", ".join(f"{x['name']} (SHA-256 {x['sha256'][:12]}...)" for x in config["converted"]["files"])
+        click.echo(f"  converted: from {config['converted']['format']} files {files}")
     if config.get("interventions"):
         click.echo(f"  intervene: {'; '.join(config['interventions'])}")
     click.echo(f"  made by:   causal3dident {data['package_version']} at {data['created']}")
@@ -204,7 +207,8 @@ def verify(path: Path, no_regenerate: bool) -> None:
         for problem in problems:
             click.echo(f"DEFECT: {problem}", err=True)
         sys.exit(1)
-    click.echo(f"{path}: OK" + (" (pixels decoded; no checksums to compare them with)" if notes else ""))
+    unchecked = any("no pixel checksums" in note for note in notes)
+    click.echo(f"{path}: OK" + (" (pixels decoded; no checksums to compare them with)" if unchecked else ""))
 
 
 @main.command()

@@ -69,13 +69,31 @@ def split_folder(source: Path, split: str | None) -> Path:
     raise DatasetFileError(f"{source} holds no original-layout data; expected {EXPECTED.format(split='train')}")
 
 
+CONVERT_FORMATS = ("original", "3dident", "multimodal3dident", "citris")
+_LAYOUT_OF_FORMAT = {"original": "causal3dident", "3dident": "3dident", "multimodal3dident": "multimodal3dident"}
+
+
 def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], *, split: str | None = None,
             overwrite: bool = False, workers: int | None = None, compression: str = "gzip",
-            progress: bool = False) -> Path:
+            progress: bool = False, fmt: str | None = None, preset: str | None = None) -> Path:
     """Convert one original-layout split to an HDF5 dataset file (schema v1), images and stats included;
-    ``compression``: 'gzip' or 'lz4' (see causal3dident.codecs); ``progress``: a bar on stderr."""
+    ``compression``: 'gzip' or 'lz4' (see causal3dident.codecs); ``progress``: a bar on stderr. ``fmt``: the
+    release's format (default: detected); ``citris`` (CITRIS's .npz files, causal3dident.citris_convert) takes
+    ``preset``, the temporal preset the frames follow."""
+    from .citris_convert import convert_citris, is_citris_source
+
+    if fmt is not None and fmt not in CONVERT_FORMATS:
+        raise ConfigError(f"unknown convert format {fmt!r}; choose {' or '.join(CONVERT_FORMATS)}")
     check_output(out, overwrite)
+    if fmt == "citris" or (fmt is None and is_citris_source(Path(source))):
+        return convert_citris(source, out, split=split, preset=preset, overwrite=overwrite, compression=compression,
+                              progress=progress)
+    if preset is not None:
+        raise ConfigError("--preset names the temporal preset of CITRIS's files; drop it, or pass --format citris")
     folder = split_folder(Path(source), split)
+    if fmt is not None and _layout(folder) != _LAYOUT_OF_FORMAT[fmt]:
+        raise ConfigError(f"{folder} holds the {_layout(folder)} layout, not --format {fmt}; drop --format to "
+                          f"convert what it holds")
     if _layout(folder) == "multimodal3dident":
         from .multimodal_convert import convert_release
 
@@ -318,16 +336,22 @@ COMPRESSION_OPTION = click.option(
 @click.argument("source", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--split", default=None, help="Split to convert when SOURCE holds several (e.g. train for trainset/).")
+@click.option("--format", "fmt", type=click.Choice(CONVERT_FORMATS), default=None,
+              help="The release's layout (default: detected). citris: CITRIS's <split>.npz, <split>_triplets.npz or "
+                   "<split>_triplets_coarse.npz (what c3di export --format citris writes).")
+@click.option("--preset", default=None,
+              help="With --format citris: the temporal preset the frames follow (default temporal_causal3dident).")
 @click.option("--workers", type=int, default=None, help="Threads decoding PNGs (default: up to 8).")
 @COMPRESSION_OPTION
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @QUIET_OPTION
-def convert_command(source: Path, out: Path, split: str | None, workers: int | None, compression: str,
-                    overwrite: bool, quiet: bool) -> None:
-    """Convert an original-layout folder (Causal3DIdent or 3DIdent PNGs + .npy) into one HDF5 file."""
+def convert_command(source: Path, out: Path, split: str | None, fmt: str | None, preset: str | None,
+                    workers: int | None, compression: str, overwrite: bool, quiet: bool) -> None:
+    """Convert a release folder (Causal3DIdent or 3DIdent PNGs + .npy, Multimodal3DIdent, CITRIS's .npz) into one
+    HDF5 file."""
     on_interrupt(_NOTHING_KEPT.format(out=out))
     convert(source, out, split=split, overwrite=overwrite, workers=workers, compression=compression,
-            progress=not quiet)
+            progress=not quiet, fmt=fmt, preset=preset)
     click.echo(f"wrote {out}")
 
 

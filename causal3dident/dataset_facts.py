@@ -124,10 +124,9 @@ def facts_from_file(path: str | os.PathLike[str], split: str | None = None) -> D
     temporal = config.get("temporal") or config.get("sequence", {}).get("config", {}).get("temporal")
     if temporal is not None:  # causal3dident.temporal_store / triplets
         what = "triplets of a sequence" if "triplets" in config else "a sequence"
-        raise ConfigError(f"{path} holds {what} of the temporal preset {temporal.get('name', 'temporal')!r}: c3di card "
-                          f"and c3di figures describe i.i.d. samples of an SCM and do not support sequences yet (no "
-                          f"temporal graph, card text or filmstrip); check it with c3di verify and export it with "
-                          f"c3di export --format citris (docs/temporal.md)")
+        raise ConfigError(f"{path} holds {what} of the temporal preset {temporal.get('name', 'temporal')!r}, not "
+                          f"i.i.d. samples of an SCM; describe it with causal3dident.temporal_card.temporal_facts (c3di "
+                          f"card and c3di figures do; docs/temporal.md)")
     if "preset" not in config:
         original = "multimodal3dident" if config.get("scene") == "multimodal3dident" else "causal3dident"
         raise ConfigError(f"{path} records no SCM (converted or hand-made data), so its card cannot state the "

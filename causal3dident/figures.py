@@ -26,6 +26,8 @@ from .store import open_dataset, pair_names
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from .temporal_card import TemporalFacts
+
 GROUP_COLOURS = {"class": "#bdbdbd", "positions": "#9ecae1", "rotations": "#fdae6b", "hues": "#c994c7"}
 SCATTER_POINTS = 1500
 GRID_PER_CLASS = 8
@@ -251,6 +253,139 @@ def draw_image_text_pairs(h5: str | os.PathLike[str], path: Path, n: int = PAIR_
     return _save(fig, path, palette=False)
 
 
+# -- sequences (temporal presets) ----------------------------------------------------------------------
+FILMSTRIP_FRAMES = 16
+FILMSTRIP_COLUMNS = 8
+TRACE_FRAMES = 200
+TRIPLETS_SHOWN = 8
+
+
+def _target_colours(names: tuple[str, ...] | list[str]) -> np.ndarray:
+    """RGB [T, 3]: each target column's colour when marked (its latent group's; class and extras: grey)."""
+    from matplotlib.colors import to_rgb
+
+    marked = {"class": "#636363", "positions": "#3182bd", "rotations": "#e6550d", "hues": "#8856a7"}
+    return np.array([to_rgb(marked[_group(n)] if n in LATENT_NAMES or n == "class" else "#969696") for n in names])
+
+
+def _target_grid(ax, row: np.ndarray, colours: np.ndarray) -> None:
+    """One row of target columns: marked cells in their group's colour, the others white, thin grey borders."""
+    cells = np.where(np.asarray(row, dtype=bool)[:, None], colours, 1.0)[None]
+    ax.imshow(cells, aspect="auto", interpolation="nearest")
+    ax.set_xticks(np.arange(-0.5, len(row)), minor=True)
+    ax.grid(which="minor", color="#bdbdbd", linewidth=0.5)
+    ax.tick_params(which="both", length=0, labelbottom=False, labelleft=False)
+
+
+def filmstrip_figure(images: np.ndarray, targets: np.ndarray, names: tuple[str, ...] | list[str],
+                     title: str) -> Figure:
+    """Frames in rows of ``FILMSTRIP_COLUMNS``, each above a grid of its targets (row t: the step t-1 -> t) and
+    the names of the variables intervened in that step."""
+    k = len(images)
+    cols = min(FILMSTRIP_COLUMNS, k)
+    rows = -(-k // cols)
+    fig = _figure(1.3 * cols + 0.3, 1.85 * rows + 0.8)
+    grid = fig.add_gridspec(2 * rows, cols, height_ratios=[1.0, 0.12] * rows)
+    colours = _target_colours(names)
+    for t in range(k):
+        r, c = divmod(t, cols)
+        ax = fig.add_subplot(grid[2 * r, c])
+        ax.imshow(images[t])
+        ax.set_axis_off()
+        ax.set_title(f"t = {t}", fontsize=8)
+        cells = fig.add_subplot(grid[2 * r + 1, c])
+        _target_grid(cells, targets[t], colours)
+        marked = [n for n, v in zip(names, targets[t]) if v]
+        cells.set_xlabel(textwrap.fill(", ".join(marked), 22) if marked else "-", fontsize=6)
+    fig.suptitle(title, fontsize=10)
+    fig.supxlabel("grid under each frame: " + " ".join(names) + " (coloured: intervened in the step into it)",
+                  fontsize=7)
+    return fig
+
+
+def draw_filmstrip(h5: str | os.PathLike[str], path: Path, frames: int = FILMSTRIP_FRAMES) -> Path | None:
+    """The first ``frames`` frames of a sequence file with their intervention targets; None without images."""
+    from .temporal_store import read_sequence
+
+    with open_dataset(h5) as f:
+        if "images" not in f:
+            return None
+        k = min(frames, len(f["images"]))
+        images = f["images"][:k]
+        sequence = read_sequence(f)
+    title = f"First {k} frames of {Path(h5).name}; under each, the variables intervened in the step into it"
+    return _save(filmstrip_figure(images, sequence["targets"][:k], sequence["target_names"], title), path,
+                 palette=False)
+
+
+def draw_sequence_latents(latents: np.ndarray, targets: np.ndarray, names: tuple[str, ...], classes: np.ndarray,
+                          path: Path, frames: int = TRACE_FRAMES) -> Path:
+    """One panel per latent (and the class) over the first ``frames`` frames; dots where it was intervened."""
+    k = min(frames, len(latents))
+    t = np.arange(k)
+    fig = _figure(15, 5.2)
+    axes = fig.subplots(2, 6).ravel()
+    column = {n: j for j, n in enumerate(names)}
+    for j, name in enumerate([*LATENT_NAMES, "class"]):
+        ax = axes[j]
+        values = classes[:k] if name == "class" else latents[:k, j]
+        ax.plot(t, values, color=GROUP_COLOURS[_group(name)] if name != "class" else "#636363", lw=1.0,
+                drawstyle="steps-post" if name == "class" else "default")
+        if name in column:
+            hit = np.flatnonzero(targets[:k, column[name]])
+            ax.scatter(hit, np.asarray(values)[hit], s=10, color="#d62728", zorder=3, linewidths=0)
+        ax.set_title(name, fontsize=9)
+        ax.tick_params(labelsize=7)
+        if name == "class":
+            ax.set_yticks(range(len(CLASS_NAMES)), CLASS_NAMES, fontsize=6)
+    axes[-1].set_axis_off()
+    fig.suptitle(f"The first {k} frames (red dots: intervened in the step into that frame)")
+    return _save(fig, path)
+
+
+def draw_triplets(h5: str | os.PathLike[str], path: Path, n: int = TRIPLETS_SHOWN) -> Path | None:
+    """The first ``n`` triplets as columns: first, second and mixed frame, then the mask grid (1: the mixed frame
+    takes the second's value); None without images."""
+    from .store import read_config
+
+    with open_dataset(h5) as f:
+        if "images" not in f:
+            return None
+        n = min(n, len(f["images"]))
+        rows = [f["triplets/first/images"][:n], f["triplets/second/images"][:n], f["images"][:n]]
+        masks = f["triplets/masks"][:n]
+        names = list(read_config(f)["triplets"]["mask_columns"])
+    fig = _figure(1.3 * n + 0.8, 4.6)
+    grid = fig.add_gridspec(4, n, height_ratios=[1.0, 1.0, 1.0, 0.12])
+    colours = _target_colours(names)
+    for i in range(n):
+        for r, (images, label) in enumerate(zip(rows, ("first", "second", "mixed"))):
+            ax = fig.add_subplot(grid[r, i])
+            ax.imshow(images[i])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_ylabel(label, fontsize=9)
+        cells = fig.add_subplot(grid[3, i])
+        _target_grid(cells, masks[i], colours)
+        cells.set_xlabel(textwrap.fill(", ".join(c for c, v in zip(names, masks[i]) if v), 22), fontsize=6)
+    fig.suptitle(f"First {n} triplets of {Path(h5).name}; grid: {' '.join(names)} (coloured: from the second)",
+                 fontsize=9)
+    return _save(fig, path, palette=False)
+
+
+def draw_temporal_figures(facts: TemporalFacts, out: Path) -> list[str]:
+    """Draw the figures of a sequence or triplet file (``temporal_card.TemporalFacts``); the file names drawn."""
+    out.mkdir(parents=True, exist_ok=True)
+    if facts.kind == "triplets":
+        drawn = [draw_triplets(facts.path, out / "triplets.png")]
+    else:
+        drawn = [draw_filmstrip(facts.path, out / "filmstrip.png"),
+                 draw_sequence_latents(facts.latents, facts.targets, facts.target_names, facts.classes,
+                                       out / "sequence_latents.png")]
+    return [p.name for p in drawn if p is not None]
+
+
 # -- all -----------------------------------------------------------------------------------------------
 def draw_figures(facts: DatasetFacts, out: Path) -> list[str]:
     """Draw every figure the dataset supports into ``out``; the file names drawn, in card order."""
@@ -279,10 +414,17 @@ def _intervened(facts: DatasetFacts) -> tuple[str, ...]:
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write the PNG figures to.")
 @click.option("--overwrite", is_flag=True, help="Replace figures that exist in --out.")
 def figures_command(path: Path | None, preset: str | None, out: Path, overwrite: bool) -> None:
-    """Draw the causal graph, histograms, dependence, sample grid and LT pairs of a dataset file."""
+    """Draw the causal graph, histograms, dependence, sample grid and LT pairs of a dataset file (a sequence or
+    triplet file: its filmstrip, latents over time or triplets)."""
     from .cards import FIGURE_FILES, check_free, check_source, facts_for
+    from .temporal_card import FIGURE_FILES as TEMPORAL_FIGURES, is_temporal_file, temporal_facts
 
     check_source(path, preset)
+    if path is not None and is_temporal_file(path):
+        check_free(out, TEMPORAL_FIGURES, overwrite)
+        names = draw_temporal_figures(temporal_facts(path), out)
+        click.echo(f"wrote {len(names)} figures to {out}: {', '.join(names)}")
+        return
     check_free(out, FIGURE_FILES, overwrite)
     names = draw_figures(facts_for(path, preset), out)
     click.echo(f"wrote {len(names)} figures to {out}: {', '.join(names)}")

@@ -372,7 +372,7 @@ def verify(path: str | os.PathLike[str], regenerate: bool = True, *, progress: b
         if problems:
             return problems
         if regenerate:  # latents first: cheap, and a bad recorded config is found before decoding every image
-            problems += _check_regenerates(f)
+            problems += _check_regenerates(f, notes)
         pixel_problems, pixel_notes = check_pixels(f, progress)
         problems += pixel_problems
         if notes is not None:
@@ -399,10 +399,15 @@ def _check_rendered(f: h5py.File, name: str) -> list[str]:
     return []
 
 
-def _check_regenerates(f: h5py.File) -> list[str]:
+def _check_regenerates(f: h5py.File, notes: list[str] | None = None) -> list[str]:
+    from .citris_convert import consistency_problems, converted_note, is_converted
     from .generate import latents_for_config  # late: avoid a cycle
 
     config = read_config(f)
+    if is_converted(config):  # CITRIS's files: no seed to regenerate from (causal3dident.citris_convert)
+        if notes is not None:
+            notes.append(converted_note(config))
+        return consistency_problems(f, config)
     if "temporal" in config:  # a sequence (causal3dident.temporal_store)
         from .temporal_store import regeneration_problems
 

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..checksums import seal
+from ..citris_convert import refuse_converted
 from ..codecs import filter_args, write_images
 from ..errors import ConfigError, DatasetFileError
 from ..generate import (build_config, latents_file_size, latents_for_config, latents_job_id, shard_range,
@@ -191,6 +192,7 @@ def sequence_triplets(source: str | os.PathLike[str] | None, preset: str, frames
             raise ConfigError(f"{source} is one shard of a sequence; draw triplets from the whole sequence (c3di merge "
                               f"its shards first)")
         config = read_config(f)
+        refuse_converted(config, source, "drawing triplets from it")
         model = model_from_config(config)
         latents = read_sequence(f)["latents"]
         lookup = {CLASS_NAMES.index(c): i for i, c in enumerate(model.class_names)}
@@ -225,6 +227,7 @@ def file_input(path: str | os.PathLike[str], *, pairs: str | None = None, shard:
     split = None if split is None else check_split(split)
     with open_dataset(path) as f:
         config = read_config(f)
+        refuse_converted(config, path, "c3di render")
         if "triplets" in config:  # rebuilt from the sequence and draws it records
             return _recorded_triplets(config, int(f.attrs["seed"]), shard, num_shards, split or recorded_split(f))
         names = pair_names(f)

@@ -206,13 +206,3 @@ def test_sequence_dataset_items_match_the_citris_export(tmp_path):
     assert len(pil) == 40 and np.array_equal(np.asarray(pil[5][0][0]), arrays["imgs"][5]) and pil[5][2].shape == (0, 12)
     with pytest.raises(ConfigError, match="seq_len"):
         TemporalCausal3DIdent(path, seq_len=41)
-
-
-@pytest.mark.parametrize("command", ["card", "figures"])
-def test_card_and_figures_say_sequences_are_not_supported(command, tmp_path):
-    path = sequence_file(tmp_path / "train.h5", 20, 1, images=True)
-    result = c3di(command, str(path), "--out", str(tmp_path / "out"))
-    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert "sequence of the temporal preset 'temporal_causal3dident'" in result.stderr
-    assert "do not support sequences" in result.stderr and "converted or hand-made" not in result.stderr
-    assert not (tmp_path / "out").exists()
