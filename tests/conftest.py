@@ -77,3 +77,14 @@ def small_tmpfs(tmp_path: Path):
     yield mount
     for folder in mounted:
         subprocess.run(["umount", "--lazy", str(folder)], capture_output=True)
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """Tiny networks and image-sized ops one thread at a time: torch's thread pool only adds waiting, a lot of
+    it on a busy 2-core machine (9 s instead of 0.2 s). Use with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

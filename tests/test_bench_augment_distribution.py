@@ -122,13 +122,7 @@ def both(views: tuple[torch.Tensor, ...]) -> torch.Tensor:
     return torch.cat(views)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Image-sized ops one at a time: torch's thread pool only adds waiting, a lot of it on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module", params=["pil", "tensor"])

@@ -27,13 +27,7 @@ VARIABLES = ["pos_x", "pos_y", "pos_z", "rot_alpha", "rot_beta", "spot_pos", "hu
 SMALL = ["--steps", "20", "--batch-size", "8", "--latent-dim", "6", "--eval-epochs", "5"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    torch = pytest.importorskip("torch")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def synthetic_sequence(path: Path, n: int, seed: int = 0, resolution: int = 32) -> Path:

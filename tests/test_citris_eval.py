@@ -12,14 +12,7 @@ from causal3dident.errors import ConfigError
 VAR_INFO = ["continuous_2", "angle", "categ_3"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The networks are tiny: threads only wait for each other (9 s instead of 0.2 s on a busy 2-core machine)."""
-    torch = pytest.importorskip("torch")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_diag_and_sep_as_citris_logs_them():
