@@ -172,10 +172,10 @@ def json_ready(value: Any) -> Any:
 QUALITY_PRESETS: dict[str, dict[str, Any]] = {
     # Blender 2.91's defaults as the paper used them: 512 samples, denoised, no adaptive sampling.
     "paper": {},
-    # The cheapest settings that stay visually indistinguishable from 'paper': PSNR >= 38 dB against a
-    # high-sample reference (benchmarks/perf/render_quality.py). With direct light only, what noise is left
-    # after OpenImageDenoise sits on silhouettes and shadow edges; 10 samples keep the worst image we tried
-    # above 38 dB. The albedo and normal passes go to the denoiser unfiltered (prefilter 'NONE'): cheaper
+    # About 30x cheaper than 'paper' and visually indistinguishable from it: at 224 px every image is
+    # >= 38 dB against a 2048-sample reference (benchmarks/perf/render_quality.py; docs/rendering.md has
+    # the table: 128 and 64 px fall short). With direct light only, what noise is left after
+    # OpenImageDenoise sits on silhouettes and shadow edges. The albedo and normal passes go to the denoiser unfiltered (prefilter 'NONE'): cheaper
     # than 'FAST' and, on these scenes, as good (no bounces, no depth of field, little noise in them).
     # Measured and rejected: adaptive sampling (Cycles checks convergence only after more samples than
     # this), the light tree (fewer samples needed, but each costs more: a wash), no denoiser (hundreds of
