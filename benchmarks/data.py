@@ -153,14 +153,19 @@ def pair_record(setting: Setting, pool: int, seed: int, nearest: NearestPairs | 
             "dataset": f"Causal3DIdent(train_file, pairs='nearest:{setting.lt}', seed={seed}, num_samples={pool})"}
 
 
-def dataset_hash(train: Split, held_out: Split, pair_images: torch.Tensor | None) -> str:
-    """SHA-256 of exactly the arrays a run uses (images after resizing, latents, classes)."""
+def arrays_sha256(arrays: list[np.ndarray]) -> str:
+    """SHA-256 of arrays in order, each with its shape: what a run's ``data_sha256`` records."""
     h = hashlib.sha256()
-    arrays = [train.images.numpy(), train.latents, train.classes, held_out.images.numpy(), held_out.latents,
-              held_out.classes]
-    if pair_images is not None:
-        arrays.append(pair_images.numpy())
     for a in arrays:
         h.update(str(a.shape).encode())
         h.update(np.ascontiguousarray(a).data)
     return h.hexdigest()
+
+
+def dataset_hash(train: Split, held_out: Split, pair_images: torch.Tensor | None) -> str:
+    """SHA-256 of exactly the arrays a run uses (images after resizing, latents, classes)."""
+    arrays = [train.images.numpy(), train.latents, train.classes, held_out.images.numpy(), held_out.latents,
+              held_out.classes]
+    if pair_images is not None:
+        arrays.append(pair_images.numpy())
+    return arrays_sha256(arrays)

@@ -34,7 +34,7 @@ from causal3dident.sampler import epoch_order
 from causal3dident.store import package_version, utc_now
 
 from .augment import normalize, to_float
-from .data import _resize
+from .data import _resize, arrays_sha256
 from .imgtxt import ImageTextMethod, imgtxt_params, resolve_imgtxt_method
 from .imgtxt_eval import FACTORS, PROTOCOL, Encoded, evaluate_imgtxt
 from .runner import RESULTS, _write_record, pick_device, run_dir, write_results
@@ -189,14 +189,11 @@ def train_imgtxt(method: ImageTextMethod, model: ImgTxtModel, train: Pairs, tier
 
 def _hash(*splits: Pairs) -> str:
     """SHA-256 of exactly the arrays a run uses (images after resizing, token ids, labels)."""
-    h = hashlib.sha256()
+    arrays: list[np.ndarray] = []
     for pairs in splits:
-        arrays = [pairs.images.numpy(), pairs.tokens.numpy()]
+        arrays += [pairs.images.numpy(), pairs.tokens.numpy()]
         arrays += [np.asarray(v) for m in FACTORS for v in pairs.labels[m].values()]
-        for a in arrays:
-            h.update(str(a.shape).encode())
-            h.update(np.ascontiguousarray(a).data)
-    return h.hexdigest()
+    return arrays_sha256(arrays)
 
 
 def _fingerprint(record: dict[str, Any]) -> str:

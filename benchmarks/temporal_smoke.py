@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import json
 import os
 import platform
@@ -38,6 +37,7 @@ from causal3dident.temporal import TemporalModel
 from causal3dident.temporal_schema import StepSpec
 from causal3dident.temporal_store import model_from_config
 
+from .data import arrays_sha256
 from .runner import RESULTS, pick_device, write_results
 
 TIER = "temporal_smoke"
@@ -183,12 +183,8 @@ def load_sequence(path: Path) -> tuple[torch.Tensor, CausalVariables, dict[str, 
                           f"{2 ** len(WIDTHS)} px; render at 32 or 64 px")
     images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
     variables = causal_variables(model, dataset.latents, dataset.classes)
-    digest = hashlib.sha256()
-    for a in (pixels, dataset.latents, dataset.classes):
-        digest.update(str(a.shape).encode())
-        digest.update(np.ascontiguousarray(a).data)
     info = {"path": str(path), "frames": len(pixels), "resolution": resolution, "preset": model.name,
-            "sha256": digest.hexdigest()}
+            "sha256": arrays_sha256([pixels, dataset.latents, dataset.classes])}
     return images, variables, info
 
 
