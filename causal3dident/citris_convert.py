@@ -24,6 +24,7 @@ from typing import IO, Any
 import h5py
 import numpy as np
 
+from . import diskspace
 from .checksums import seal
 from .citris_export import CITRIS_CLASSES, CITRIS_TARGETS
 from .codecs import write_images
@@ -256,7 +257,8 @@ def convert_citris(source: str | os.PathLike[str], out: str | os.PathLike[str], 
         unit = _native_to_unit(model, release.latents[:, 2] if release.triplets else release.latents, str(path))
         config = _config(release, model)
         n = release.size[0]
-        with atomic_h5(out, overwrite) as f, _bar(n, f"converting {path.name}", progress) as bar:
+        size = diskspace.estimate_copy([path], compression)
+        with atomic_h5(out, overwrite, size_hint=size) as f, _bar(n, f"converting {path.name}", progress) as bar:
             write_core(f, latents=unit, classes=release.classes[:, 2] if release.triplets else release.classes,
                        indices=np.arange(n, dtype=np.int64), config=config, seed=0, split=split)
             _write_arrays(f, release, model)
@@ -350,9 +352,13 @@ def is_converted(config: Mapping[str, Any]) -> bool:
     return isinstance(converted, Mapping) and converted.get("format") == FORMAT
 
 
+def converted_files(config: Mapping[str, Any]) -> str:
+    """The files a converted file came from, as 'NAME (SHA-256 0123456789ab...)', comma-separated."""
+    return ", ".join(f"{x['name']} (SHA-256 {x['sha256'][:12]}...)" for x in config["converted"]["files"])
+
+
 def converted_note(config: Mapping[str, Any]) -> str:
-    files = ", ".join(f"{x['name']} (SHA-256 {x['sha256'][:12]}...)" for x in config["converted"]["files"])
-    return (f"converted from CITRIS's {files}: their random draws are not in those files, so the frames cannot be "
+    return (f"converted from CITRIS's {converted_files(config)}: their random draws are not in those files, so the frames cannot be "
             f"regenerated from a seed; verify checked instead that /latents and /classes agree with the CITRIS "
             f"values stored beside them, and every image with its checksum")
 

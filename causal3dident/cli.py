@@ -183,8 +183,9 @@ def info(path: Path, as_json: bool) -> None:
     preset = (config.get("preset") or config.get("temporal") or {}).get("name", config.get("source", "unknown"))
     click.echo(f"  preset:    {preset}")
     if isinstance(config.get("converted"), dict):  # causal3dident.citris_convert
-        files = ", ".join(f"{x['name']} (SHA-256 {x['sha256'][:12]}...)" for x in config["converted"]["files"])
-        click.echo(f"  converted: from {config['converted']['format']} files {files}")
+        from .citris_convert import converted_files
+
+        click.echo(f"  converted: from {config['converted']['format']} files {converted_files(config)}")
     if config.get("interventions"):
         click.echo(f"  intervene: {'; '.join(config['interventions'])}")
     click.echo(f"  made by:   causal3dident {data['package_version']} at {data['created']}")

@@ -230,6 +230,14 @@ def test_format_and_preset_options_are_checked(exported: dict[str, Path], tmp_pa
     assert not (tmp_path / "a.h5").exists() and not (tmp_path / "b.h5").exists()
 
 
+def test_too_little_disk_is_one_line_before_writing(exported: dict[str, Path], small_tmpfs) -> None:
+    disk = small_tmpfs("512k")  # the pre-check asks for the .npz's size plus 1 MiB, as convert and repack do
+    result = c3di("convert", str(exported["npz"]), str(disk / "seq.h5"))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert f"{disk / 'seq.h5'} needs about" in result.stderr and "nothing was written" in result.stderr
+    assert list(disk.iterdir()) == []
+
+
 def test_images_are_streamed_from_the_npz(exported: dict[str, Path]) -> None:
     """The images are read from the zip member in blocks, never as one array (a 250,000-frame train.npz is 3 GB)."""
     from causal3dident.citris_convert import _Member
