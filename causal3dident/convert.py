@@ -91,10 +91,11 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], *, spli
     if preset is not None:
         raise ConfigError("--preset names the temporal preset of CITRIS's files; drop it, or pass --format citris")
     folder = split_folder(Path(source), split)
-    if fmt is not None and _layout(folder) != _LAYOUT_OF_FORMAT[fmt]:
-        raise ConfigError(f"{folder} holds the {_layout(folder)} layout, not --format {fmt}; drop --format to "
+    layout = _layout(folder)
+    if fmt is not None and layout != _LAYOUT_OF_FORMAT[fmt]:
+        raise ConfigError(f"{folder} holds the {layout} layout, not --format {fmt}; drop --format to "
                           f"convert what it holds")
-    if _layout(folder) == "multimodal3dident":
+    if layout == "multimodal3dident":
         from .multimodal_convert import convert_release
 
         return convert_release(folder, out, split=split or _folder_split(folder), overwrite=overwrite,

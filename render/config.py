@@ -175,8 +175,9 @@ QUALITY_PRESETS: dict[str, dict[str, Any]] = {
     # About 30x cheaper than 'paper' and visually indistinguishable from it: at 224 px every image is
     # >= 38 dB against a 2048-sample reference (benchmarks/perf/render_quality.py; docs/rendering.md has
     # the table: 128 and 64 px fall short). With direct light only, what noise is left after
-    # OpenImageDenoise sits on silhouettes and shadow edges. The albedo and normal passes go to the denoiser unfiltered (prefilter 'NONE'): cheaper
-    # than 'FAST' and, on these scenes, as good (no bounces, no depth of field, little noise in them).
+    # OpenImageDenoise sits on silhouettes and shadow edges. The albedo and normal passes go to the
+    # denoiser unfiltered (prefilter 'NONE'): cheaper than 'FAST' and, on these scenes, as good (no
+    # bounces, no depth of field, little noise in them).
     # Measured and rejected: adaptive sampling (Cycles checks convergence only after more samples than
     # this), the light tree (fewer samples needed, but each costs more: a wash), no denoiser (hundreds of
     # samples needed). Measured on a 2-core CPU; on GPUs the denoiser costs relatively more and a few more
