@@ -125,7 +125,7 @@ def margin_method(tier, *, margin: PositiveFloat = 1.0, mode: Literal["hinge", "
 
 def test_builtin_method_parameters_come_from_the_tier_and_set():
     mini = load_tier("mini")
-    assert method_params("simclr", mini) == {"temperature": 1.0}
+    assert method_params("simclr", mini) == {"temperature": 0.3}
     assert method_params("barlowtwins", mini) == {"off_diagonal_weight": 0.0051}
     assert resolve_method("barlowtwins", mini).off_diagonal_weight == 0.0051
     tier = load_tier("mini", ["method.temperature=5e-1"], method="simclr")

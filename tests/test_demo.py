@@ -65,7 +65,7 @@ def test_tier_data_refuses_a_file_that_is_not_the_tiers(tmp_path):
 
 def test_tiers_declare_their_data():
     train, test = split_specs(load_tier("mini"))
-    assert (train.n, train.seed, train.resolution, test.seed) == (4000, 0, 64, 1)
+    assert (train.n, train.seed, train.resolution, test.seed) == (24000, 0, 64, 1)
     assert train.pairs == () and test.pairs == ()  # LT settings use nearest partners among the anchors
     train, _ = split_specs(load_tier("mini", ["data.pairs=[rotations_hues]"]))
     assert train.pairs == ("rotations_hues",)  # the views the *_exact settings need
