@@ -263,6 +263,13 @@ def _converted_input(f: Any, config: Mapping[str, Any], shard: int | None, num_s
     """A file converted from CITRIS's files (``causal3dident.citris_convert``) rendered again: its frames (or
     triplets) from the CITRIS latents stored in it, which the output keeps (/sequence, or /triplets/masks, latents
     and classes) because no seed regenerates them; /classes already holds this package's labels."""
+    kept = ("triplets/masks", "triplets/latents", "triplets/classes") if "triplets" in config else \
+        ("sequence/latents", "sequence/targets")
+    missing = [name for name in kept if name not in f]
+    if missing:
+        raise DatasetFileError(f"{f.filename} was converted from CITRIS's files but lacks /{', /'.join(missing)}, the "
+                               f"CITRIS values rendering reads; convert the CITRIS files again (c3di convert --format "
+                               f"citris)")
     total = len(f["latents"])
     start, stop = shard_range(total, shard, num_shards)
     rows = slice(start, stop)

@@ -183,6 +183,22 @@ def test_converted_files_render_from_their_citris_latents(exported: dict[str, Pa
     assert np.array_equal(shard.scene_latents, inp.scene_latents[30:]) and shard.shard["start"] == 30
     with pytest.raises(ConfigError, match="converted from CITRIS's files"):  # its draws would need a seed
         sequence_triplets(out, "temporal_causal3dident", None, 0, 4)
+    shard_like = tmp_path / "shard_like.h5"  # a rendered shard's row 0 is a step into its first frame, not frame 0
+    shard_like.write_bytes(out.read_bytes())
+    with h5py.File(shard_like, "r+") as f:
+        step = int(np.flatnonzero(f["sequence/targets"][...].any(axis=1))[0])
+        f["sequence/targets"][0] = f["sequence/targets"][step]
+        f.attrs["shard"] = json.dumps({"job": "x", "index": 1, "count": 2, "start": 5, "stop": 65, "total": 65})
+    assert verify(shard_like) == []
+    with h5py.File(shard_like, "r+") as f:
+        del f.attrs["shard"]
+    assert any("row 0" in p for p in verify(shard_like))
+    with h5py.File(out, "r+") as f:  # a converted file without the CITRIS values rendering reads: one line
+        del f["sequence/targets"]
+    result = c3di("render", str(out), "--out", str(tmp_path / "x.h5"), "--resolution", "32", "--device", "cpu")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "lacks /sequence/targets" in result.stderr and "convert the CITRIS files again" in result.stderr
+    assert not (tmp_path / "x.h5").exists()
 
     triplets = triplet_arrays(exported["npz"])
     release = tmp_path / "release"
