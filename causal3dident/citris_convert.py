@@ -14,6 +14,7 @@ it checks that its arrays agree with each other and with their pixel checksums, 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import zipfile
@@ -377,7 +378,9 @@ def consistency_problems(f: h5py.File, config: Mapping[str, Any]) -> list[str]:
         else:
             group = f[GROUP]
             native, classes, targets = group["latents"][...], f["classes"][...], group["targets"][...]
-            extra = [] if np.isin(targets, (0, 1)).all() and not targets[:1].any() else \
+            starts_at_0 = "shard" not in f.attrs or json.loads(f.attrs["shard"])["start"] == 0  # a rendered shard
+            first = targets[:1] if starts_at_0 else targets[:0]
+            extra = [] if np.isin(targets, (0, 1)).all() and not first.any() else \
                 [f"/{GROUP}/targets hold values other than 0 and 1, or a target in row 0 (no step leads to frame 0)"]
     except KeyError as exc:
         return [f"a file converted from CITRIS's files lacks {exc}; convert it again"]

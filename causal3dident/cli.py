@@ -135,11 +135,12 @@ def latents(preset: str, n: int, seed: int, out: Path, pairs: str | None, lt_sig
     check_output(out, overwrite)
     split = choose_split(split, out)
     if (model := temporal_preset(preset)) is not None:  # a sequence of frames (causal3dident.temporal_store)
-        if pairs or interventions or balanced_classes or shard is not None or num_shards is not None:
-            raise ConfigError(f"--preset {preset} samples a sequence: --pairs, --intervene, --balanced-classes "
-                              f"and --shard do not apply to it (its interventions are in the preset); drop them")
-        write_sequence_file(out, model, n, seed, overwrite=overwrite, split=split)
-        click.echo(f"wrote {out}: frames 0..{n - 1}, seed {seed}, split {split}, preset {model.name}")
+        if pairs or interventions or balanced_classes:
+            raise ConfigError(f"--preset {preset} samples a sequence: --pairs, --intervene and --balanced-classes "
+                              f"do not apply to it (its interventions are in the preset); drop them")
+        start, stop = shard_range(n, shard, num_shards)
+        write_sequence_file(out, model, n, seed, overwrite=overwrite, split=split, shard=shard, num_shards=num_shards)
+        click.echo(f"wrote {out}: frames {start}..{stop - 1} of {n}, seed {seed}, split {split}, preset {model.name}")
         return
     config = build_config(preset, n, interventions=interventions, pairs=pairs, lt_sigma=lt_sigma, lt_mode=lt_mode,
                           balanced_classes=balanced_classes)

@@ -77,17 +77,28 @@ def normalised(model: TemporalModel, latents: np.ndarray) -> np.ndarray:
 
 
 def write_sequence_file(path: str | os.PathLike[str], model: TemporalModel, n: int, seed: int, *,
-                        overwrite: bool = False, split: str | None = None) -> Path:
-    """Sample ``n`` frames of ``model`` from ``seed`` and write a new dataset file (see the module's docstring)."""
+                        overwrite: bool = False, split: str | None = None, shard: int | None = None,
+                        num_shards: int | None = None) -> Path:
+    """Sample ``n`` frames of ``model`` from ``seed`` and write a new dataset file (see the module's docstring);
+    ``shard`` of ``num_shards``: only its frames [start, stop), replayed from frame 0 (a frame reads the one before
+    it; latents are cheap), so ``c3di merge`` of the shards gives the file of one run."""
+    from .generate import latents_job_id, shard_range, shard_record  # late: generate imports the SCM machinery
+
     split = choose_split(split, path)
     config = sequence_config(model, n)
-    size = int(n * (4 * 10 + 8 + 8 + 8 * 10 + len(model.target_names)) * 1.05) + 256 * 1024
+    start, stop = shard_range(n, shard, num_shards)
+    size = int((stop - start) * (4 * 10 + 8 + 8 + 8 * 10 + len(model.target_names)) * 1.05) + 256 * 1024
     check_output(path, overwrite)
     diskspace.check_free_space(path, size)
-    frames = model.sample(seed, 0, n)
+    whole = model.sample(seed, 0, stop)
+    rows = slice(start, stop)
+    frames = Frames(start, whole.latents[rows], whole.classes[rows], whole.targets[rows])
     with atomic_h5(path, overwrite, size_hint=size) as f:
         write_core(f, latents=normalised(model, frames.latents), classes=to_package_classes(model, frames.classes),
-                   indices=np.arange(n, dtype=np.int64), config=config, seed=seed, split=split)
+                   indices=np.arange(start, stop, dtype=np.int64), config=config, seed=seed, split=split)
+        if num_shards is not None:
+            f.attrs["shard"] = json.dumps(shard_record(latents_job_id(config, seed), shard, num_shards, start, stop,
+                                                       n))
         write_sequence(f, model, frames)
     return Path(path)
 

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..checksums import seal
-from ..citris_convert import refuse_converted
+from ..citris_convert import is_converted, refuse_converted
 from ..codecs import filter_args, write_images
 from ..errors import ConfigError, DatasetFileError
 from ..generate import (build_config, latents_file_size, latents_for_config, latents_job_id, shard_range,
@@ -78,6 +78,8 @@ class JobInput:
     """The classes of those views (default: ``classes``)."""
     extras: dict[str, np.ndarray] = field(default_factory=dict)
     """Further datasets the output holds as they are (path -> array, one row per sample)."""
+    extra_attrs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Attributes of those datasets or of their groups (path -> attributes): a converted file's /sequence."""
 
     @property
     def streams(self) -> dict[str, np.ndarray]:
@@ -227,7 +229,8 @@ def file_input(path: str | os.PathLike[str], *, pairs: str | None = None, shard:
     split = None if split is None else check_split(split)
     with open_dataset(path) as f:
         config = read_config(f)
-        refuse_converted(config, path, "c3di render")
+        if is_converted(config):  # CITRIS's latents, kept in the output: no seed to regenerate them from
+            return _converted_input(f, config, shard, num_shards, split)
         if "triplets" in config:  # rebuilt from the sequence and draws it records
             return _recorded_triplets(config, int(f.attrs["seed"]), shard, num_shards, split or recorded_split(f))
         names = pair_names(f)
@@ -252,6 +255,49 @@ def file_input(path: str | os.PathLike[str], *, pairs: str | None = None, shard:
             inp.scene, inp.scene_latents = scene.get("scene", inp.scene), scene.get("scene_latents")
         if num_shards is not None:
             inp.shard = shard_record(_file_job_id(f, wanted), shard, num_shards, start, stop, total)
+    return inp
+
+
+def _converted_input(f: Any, config: Mapping[str, Any], shard: int | None, num_shards: int | None,
+                     split: str | None) -> JobInput:
+    """A file converted from CITRIS's files (``causal3dident.citris_convert``) rendered again: its frames (or
+    triplets) from the CITRIS latents stored in it, which the output keeps (/sequence, or /triplets/masks, latents
+    and classes) because no seed regenerates them; /classes already holds this package's labels."""
+    kept = ("triplets/masks", "triplets/latents", "triplets/classes") if "triplets" in config else \
+        ("sequence/latents", "sequence/targets")
+    missing = [name for name in kept if name not in f]
+    if missing:
+        raise DatasetFileError(f"{f.filename} was converted from CITRIS's files but lacks /{', /'.join(missing)}, the "
+                               f"CITRIS values rendering reads; convert the CITRIS files again (c3di convert --format "
+                               f"citris)")
+    total = len(f["latents"])
+    start, stop = shard_range(total, shard, num_shards)
+    rows = slice(start, stop)
+    record = {**config["converted"], "images": "rendered by c3di render from the converted latents (render_settings), "
+                                              "not CITRIS's imgs"}
+    out_config = {**{k: v for k, v in config.items() if k != "images"}, "converted": record}
+    own = json.loads(f.attrs["shard"]) if "shard" in f.attrs else None
+    inp = JobInput(latents=f["latents"][rows], classes=f["classes"][rows], indices=f["index"][rows],
+                   config=out_config, seed=int(f.attrs["seed"]), split=split or recorded_split(f),
+                   shard=own if num_shards is None else
+                   shard_record(_file_job_id(f, []), shard, num_shards, start, stop, total))
+    if "triplets" in config:
+        model = model_from_config(config["sequence"]["config"])
+        native, package = f["triplets/latents"][rows], f["triplets/classes"][rows]
+        scene = _scene_of(model, native[:, 2])
+        views = {f"triplets/{which}/images": native[:, k] if scene else normalised(model, native[:, k])
+                 for k, which in enumerate(("first", "second"))}
+        inp.views, inp.view_classes = views, {name: package[:, k] for k, name in enumerate(views)}
+        inp.extras = {"triplets/masks": f["triplets/masks"][rows], "triplets/latents": native,
+                      "triplets/classes": package}
+    else:
+        model = model_from_config(config)
+        group = f["sequence"]
+        scene = _scene_of(model, group["latents"][rows])
+        inp.extras = {"sequence/latents": group["latents"][rows], "sequence/targets": group["targets"][rows]}
+        inp.extra_attrs = {"sequence": dict(group.attrs), "sequence/latents": dict(group["latents"].attrs),
+                           "sequence/targets": dict(group["targets"].attrs)}
+    inp.scene, inp.scene_latents = scene.get("scene", inp.scene), scene.get("scene_latents")
     return inp
 
 
@@ -610,6 +656,8 @@ def _assemble(inp: JobInput, out: Path, parts: Path, chunk_ids: Sequence[int], c
                    seed=inp.seed, split=inp.split or infer_split(out))
         for name, array in inp.extras.items():
             f.create_dataset(name, data=array)
+        for name, attrs in inp.extra_attrs.items():
+            f[name].attrs.update(attrs)
         if inp.shard is not None:
             f.attrs["shard"] = json.dumps(inp.shard)
         for name, (z, transformation) in sorted(inp.pairs.items()):

@@ -121,9 +121,10 @@ def test_converted_file_loads_in_the_sequence_dataset(exported: dict[str, Path],
             assert np.array_equal(a.numpy(), b.numpy())
 
 
-def test_triplets_convert_and_export_again_byte_identical(exported: dict[str, Path], tmp_path: Path) -> None:
-    """A CITRIS triplet file (first, second, mixed frame) -> a triplet file -> the same .npz."""
-    arrays = np.load(exported["npz"])
+def triplet_arrays(npz: Path) -> dict[str, np.ndarray]:
+    """A CITRIS triplet file's arrays mixing the frames of the sequence ``npz`` (their images: the mixed frame's is
+    the first frame mirrored, as synthetic pixels)."""
+    arrays = np.load(npz)
     rng = np.random.default_rng(0)
     n = 9
     sources = rng.integers(0, len(arrays["imgs"]), (n, 2))
@@ -132,7 +133,7 @@ def test_triplets_convert_and_export_again_byte_identical(exported: dict[str, Pa
     first, second = (arrays["raw_latents"][sources[:, k]] for k in (0, 1))
     mixed_latents = np.where(masks[:, :10] == 0, first, second)
     mixed_shape = np.where(masks[:, 10:] == 0, *(arrays["shape_latents"][sources[:, k]] for k in (0, 1)))
-    triplets = {
+    return {
         "imgs": np.stack([arrays["imgs"][sources[:, 0]], arrays["imgs"][sources[:, 1]],
                           arrays["imgs"][sources[:, 0]][:, ::-1]], axis=1),
         "interventions": masks,
@@ -140,6 +141,11 @@ def test_triplets_convert_and_export_again_byte_identical(exported: dict[str, Pa
                                  mixed_latents], axis=1),
         "shape_latents": np.stack([arrays["shape_latents"][sources[:, 0]], arrays["shape_latents"][sources[:, 1]],
                                    mixed_shape], axis=1)}
+
+
+def test_triplets_convert_and_export_again_byte_identical(exported: dict[str, Path], tmp_path: Path) -> None:
+    """A CITRIS triplet file (first, second, mixed frame) -> a triplet file -> the same .npz."""
+    triplets = triplet_arrays(exported["npz"])
     release = tmp_path / "release"
     release.mkdir()
     np.savez(release / "val_triplets_coarse.npz", **triplets)
@@ -158,14 +164,51 @@ def test_triplets_convert_and_export_again_byte_identical(exported: dict[str, Pa
     assert result.returncode == 2 and "several files of split 'val'" in result.stderr, result.stderr
 
 
-def test_converted_files_are_not_rendered_again(exported: dict[str, Path], tmp_path: Path) -> None:
+def test_converted_files_render_from_their_citris_latents(exported: dict[str, Path], tmp_path: Path) -> None:
+    """c3di render of a converted file renders CITRIS's latents (raw_latents, CITRIS's scene) with the shapes mapped
+    to this package's meshes, and keeps them in the output (/sequence, /triplets/*: no seed regenerates them)."""
     from causal3dident.render.job import file_input, sequence_triplets
 
+    arrays = np.load(exported["npz"])
     out = convert_citris(exported["npz"], tmp_path / "train.h5")
-    with pytest.raises(ConfigError, match="converted from CITRIS's files"):
-        file_input(out)
-    with pytest.raises(ConfigError, match="converted from CITRIS's files"):
+    inp = file_input(out)
+    assert inp.scene == "citris" and inp.scene_latents.dtype == np.float64
+    assert np.array_equal(inp.scene_latents, arrays["raw_latents"].astype(np.float64))
+    with h5py.File(exported["seq"]) as f:
+        assert np.array_equal(inp.classes, f["classes"][...])  # this package's labels, as the sampled file had them
+    assert np.array_equal(inp.extras["sequence/latents"], arrays["raw_latents"].astype(np.float64))
+    assert np.array_equal(inp.extras["sequence/targets"][1:], arrays["interventions"])
+    assert "images" not in inp.config and "render" in inp.config["converted"]["images"]
+    shard = file_input(out, shard=1, num_shards=2)
+    assert np.array_equal(shard.scene_latents, inp.scene_latents[30:]) and shard.shard["start"] == 30
+    with pytest.raises(ConfigError, match="converted from CITRIS's files"):  # its draws would need a seed
         sequence_triplets(out, "temporal_causal3dident", None, 0, 4)
+    shard_like = tmp_path / "shard_like.h5"  # a rendered shard's row 0 is a step into its first frame, not frame 0
+    shard_like.write_bytes(out.read_bytes())
+    with h5py.File(shard_like, "r+") as f:
+        step = int(np.flatnonzero(f["sequence/targets"][...].any(axis=1))[0])
+        f["sequence/targets"][0] = f["sequence/targets"][step]
+        f.attrs["shard"] = json.dumps({"job": "x", "index": 1, "count": 2, "start": 5, "stop": 65, "total": 65})
+    assert verify(shard_like) == []
+    with h5py.File(shard_like, "r+") as f:
+        del f.attrs["shard"]
+    assert any("row 0" in p for p in verify(shard_like))
+    with h5py.File(out, "r+") as f:  # a converted file without the CITRIS values rendering reads: one line
+        del f["sequence/targets"]
+    result = c3di("render", str(out), "--out", str(tmp_path / "x.h5"), "--resolution", "32", "--device", "cpu")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "lacks /sequence/targets" in result.stderr and "convert the CITRIS files again" in result.stderr
+    assert not (tmp_path / "x.h5").exists()
+
+    triplets = triplet_arrays(exported["npz"])
+    release = tmp_path / "release"
+    release.mkdir()
+    np.savez(release / "val_triplets.npz", **triplets)
+    inp = file_input(convert_citris(release, tmp_path / "val.h5"))
+    assert np.array_equal(inp.scene_latents, triplets["raw_latents"][:, 2].astype(np.float64))
+    for k, which in enumerate(("first", "second")):
+        assert np.array_equal(inp.views[f"triplets/{which}/images"], triplets["raw_latents"][:, k].astype(np.float64))
+    assert np.array_equal(inp.extras["triplets/masks"], triplets["interventions"])
 
 
 def _release(folder: Path, exported: Path, **change: np.ndarray | None) -> Path:
@@ -266,6 +309,40 @@ def test_rendered_sequence_and_triplets_round_trip(assets_dir: Path, tmp_path: P
         converted = convert_citris(tmp_path / "release", tmp_path / f"converted_{first.stem}.h5", split=first.stem)
         assert verify(converted) == []
         assert_same_npz(first, export_citris(converted, tmp_path / "again"))
+
+
+CITRIS_ORDER = ["teapot", "armadillo", "hare", "cow", "dragon", "head", "horse"]  # their "bunny" is our hare
+
+
+@pytest.mark.render
+@pytest.mark.slow
+def test_converted_sequence_renders_as_a_direct_render_of_its_latents(assets_dir: Path, tmp_path: Path) -> None:
+    """Real 32 px bpy renders: export -> convert -> c3di render of the converted file gives the pixels of a direct
+    render of the exported raw_latents with the shapes read in CITRIS's order, and keeps CITRIS's arrays."""
+    from test_render_job import COMMON, run_cli
+
+    from causal3dident.render.config import render_config
+    from causal3dident.render.devices import CPU
+    from causal3dident.render.preview import render_latents
+
+    npz = export_citris(sequence_file(tmp_path / "seq.h5", 3, 22), tmp_path / "release")
+    arrays = np.load(npz)
+    classes = np.array([CLASS_NAMES.index(CITRIS_ORDER[s]) for s in arrays["shape_latents"][:, 0]])
+    assert {"hare", "armadillo"} <= {CLASS_NAMES[c] for c in classes}  # the two shapes whose index the orders swap
+    converted, rendered = tmp_path / "converted.h5", tmp_path / "rendered.h5"
+    assert run_cli("convert", str(tmp_path / "release"), str(converted), "--format", "citris", "--quiet")[0] == 0
+    code, output = run_cli("render", str(converted), *COMMON, "--assets", str(assets_dir), "--out", str(rendered))
+    assert code == 0, output
+    direct = render_latents(arrays["raw_latents"].astype(np.float64), classes, render_config("preview", 32), [CPU],
+                            assets=assets_dir, scene="citris")
+    with h5py.File(rendered) as f:
+        assert np.array_equal(f["images"][...], direct)
+    notes: list[str] = []
+    assert verify(rendered, notes=notes) == [] and notes  # checked against the CITRIS values it keeps
+    again = np.load(export_citris(rendered, tmp_path / "again"))
+    for key in ("interventions", "raw_latents", "shape_latents"):
+        assert again[key].tobytes() == arrays[key].tobytes(), key
+    assert np.array_equal(again["imgs"], direct)
 
 
 def test_arrays_stored_in_fortran_order_convert(exported: dict[str, Path], tmp_path: Path) -> None:
