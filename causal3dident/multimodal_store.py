@@ -114,15 +114,17 @@ def write_view_text(f: h5py.File, name: str, z_tilde: np.ndarray, transformation
 
 
 def write_pair_text(f: h5py.File, name: str, text: Mapping[str, Any], provenance: Mapping[str, Any],
-                    kind: str) -> None:
-    """Write ``/multimodal/pairs/<name>``: a partner's sentences and text table."""
+                    kind: str, sentences: list[str] | None = None) -> None:
+    """Write ``/multimodal/pairs/<name>``: a partner's sentences (made from ``text`` unless given, e.g. as an
+    export wrote them) and text table."""
     group = f[GROUP].require_group(PAIRS).create_group(name)
     group.attrs["kind"] = kind
     group.attrs["provenance"] = json.dumps(dict(provenance), sort_keys=True)
     sub = group.create_group("latents_text")
     for column in TEXT_TABLE:
         sub.create_dataset(column, data=_column(column, text[column]))
-    group.create_dataset("text", data=np.array(mt.sentences(text), dtype=object), dtype=STRING)
+    lines = mt.sentences(text) if sentences is None else list(sentences)
+    group.create_dataset("text", data=np.array(lines, dtype=object), dtype=STRING)
 
 
 def pair_text_names(f: h5py.File) -> list[str]:
