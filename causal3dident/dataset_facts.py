@@ -107,7 +107,8 @@ class DatasetFacts:
 
 
 def sha256_of(path: str | os.PathLike[str], block: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in blocks so that large files need little memory."""
+    """Hex SHA-256 of a file, read in blocks so that large files need little memory (also the meshes' check in
+    ``causal3dident.render.assets``)."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(block):

@@ -1,29 +1,39 @@
 """``c3di convert`` of a Multimodal3DIdent release split and ``c3di export --format multimodal3dident``.
 
-Converting keeps the release's tables verbatim under ``/multimodal`` (float64, the sentences as written) and
-derives ``/latents`` (raw, float32) from the image table, so exporting the file again writes the same tables,
-text and pixels (tests/test_multimodal_layout.py checks the round trip).
+Converting keeps the release's tables verbatim under ``/multimodal`` (float64, the sentences as written),
+derives ``/latents`` (raw, float32) from the image table and reads the ``pairs/<name>/`` folders our export
+writes beside the layout back into ``/multimodal/pairs/<name>``, so exporting the file again writes the same
+tables, text, pixels and pairs (tests/test_multimodal_layout.py and tests/test_multimodal_pairs.py check the
+round trip).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 
 from . import diskspace
+from . import multimodal_text as mt
 from .checksums import seal, stored
 from .codecs import write_images
 from .errors import DatasetFileError
 from .multimodal import TEXT_COLUMNS, raw_latents
-from .multimodal_layout import TEXT_CSV, ReleaseSplit, write_csv, write_release_split, write_text
-from .multimodal_store import GROUP, pair_text_names, read_pair_text, read_tables
+from .multimodal_layout import (PAIR_TEXT_FILE, PAIRS_FOLDER, TEXT_CSV, ReleaseSplit, read_pair_folders, write_csv,
+                                write_release_split, write_text)
+from .multimodal_store import GROUP, pair_text_names, read_pair_text, read_tables, write_pair_text
 from .outputs import check_writable_folder
 from .staging import staged_folder
 from .store import atomic_h5, create_image_dataset, write_core
+
+
+SOURCE = "Multimodal3DIdent release layout"
+"""The ``source`` of a converted release's config."""
 
 
 def convert_release(folder: Path, out: str | os.PathLike[str], *, split: str | None, overwrite: bool = False,
@@ -35,10 +45,11 @@ def convert_release(folder: Path, out: str | os.PathLike[str], *, split: str | N
     n = len(data.sentences)
     if n == 0:
         raise DatasetFileError(f"{folder} holds no samples; re-extract the archive")
+    pairs = read_pair_folders(folder, n)
     latents, classes = raw_latents(data.image)
     first = data.read([0])
     height, width = first.shape[1:3]
-    config = {"source": "Multimodal3DIdent release layout", "scene": "multimodal3dident",
+    config = {"source": SOURCE, "scene": "multimodal3dident",
               "split_folder": folder.name,
               "images": {"source": "PNG files of a Multimodal3DIdent release", "resolution": int(height)}}
     provenance = {"source": f"converted from the release folder {folder.name}/ (latents_image.csv, "
@@ -49,6 +60,8 @@ def convert_release(folder: Path, out: str | os.PathLike[str], *, split: str | N
             ThreadPoolExecutor(max(1, workers)) as pool:
         write_core(f, latents=latents, classes=classes, indices=np.arange(n), config=config, seed=0, split=split,
                    multimodal=(data.image, data.text, provenance, data.sentences))
+        for name, (text, sentences) in pairs.items():
+            write_pair_text(f, name, text, _pair_provenance(folder, name), _pair_kind(name), sentences)
         images = create_image_dataset(f, "images", n, height, width, compression)
         for lo in range(0, n, BLOCK):
             block = data.read(range(lo, min(n, lo + BLOCK)), pool)
@@ -60,6 +73,27 @@ def convert_release(folder: Path, out: str | os.PathLike[str], *, split: str | N
         f.attrs["num_rendered"] = n
         seal(f, source=str(folder))
     return Path(out)
+
+
+def converted_release_problems(f: h5py.File, config: Mapping[str, Any], notes: list[str] | None = None) -> list[str]:
+    """``c3di verify`` of a converted release (nothing for other files): no seed to regenerate its text from, so it
+    says so in ``notes`` and checks that /latents and /classes are what the release's image table gives."""
+    if config.get("source") != SOURCE or GROUP not in f:
+        return []
+    if notes is not None:
+        pairs = pair_text_names(f)
+        drawn = "palettes and phrasings" + (f" and the partner text of {', '.join(pairs)}" if pairs else "")
+        notes.append(f"converted from the Multimodal3DIdent release folder {config.get('split_folder')}/: a release "
+                     f"records no seed, so its {drawn} cannot be regenerated; verify checked instead that /latents "
+                     f"and /classes agree with the release's image table stored beside them, the shapes of "
+                     f"/multimodal, and every image with its checksum")
+    try:
+        latents, classes = raw_latents(read_tables(f)[0])
+    except DatasetFileError as exc:
+        return [f"/multimodal/latents_image: {exc}"]
+    if np.array_equal(latents, f["latents"][...]) and np.array_equal(classes, f["classes"][...]):
+        return []
+    return ["/latents or /classes differ from /multimodal/latents_image (the release's table they were converted from)"]
 
 
 def export_release(f: h5py.File, path: Path, target: Path, *, overwrite: bool = False, workers: int = 1,
@@ -83,13 +117,20 @@ def export_release(f: h5py.File, path: Path, target: Path, *, overwrite: bool = 
     return target
 
 
-PAIRS_FOLDER = "pairs"
-"""``<split>/pairs/<name>/``: a pair's partner text (ours; the release's loaders read fixed paths, not this)."""
+def _pair_kind(name: str) -> str:
+    """``text`` for the text-only pairs (phrasing, palette), ``image`` for the text of an image pair's views."""
+    return "text" if name in mt.PAIR_CHANGES else "image"
+
+
+def _pair_provenance(folder: Path, name: str) -> dict[str, str]:
+    return {"source": f"converted from {folder.name}/{PAIRS_FOLDER}/{name}/ ({TEXT_CSV}, {PAIR_TEXT_FILE}), as "
+                      f"c3di export writes a file's /multimodal/pairs/{name}",
+            "palette": "told by each colour name's prefix (tab: tableau, xkcd: xkcd, else css4)"}
 
 
 def write_pair_files(f: h5py.File, folder: Path) -> None:
     """``pairs/<name>/text_raw.txt`` and ``latents_text.csv`` (the release's formats) of every stored partner text."""
     for name in pair_text_names(f):
         text, sentences = read_pair_text(f, name)
-        write_text(folder / PAIRS_FOLDER / name / "text_raw.txt", sentences)
+        write_text(folder / PAIRS_FOLDER / name / PAIR_TEXT_FILE, sentences)
         write_csv(folder / PAIRS_FOLDER / name / TEXT_CSV, text, TEXT_COLUMNS)

@@ -28,6 +28,9 @@ from .original_layout import png_name, read_png, scan_pngs, write_pngs
 TEXT_FILE = "text/text_raw.txt"
 IMAGE_CSV = "latents_image.csv"
 TEXT_CSV = "latents_text.csv"
+PAIRS_FOLDER = "pairs"
+"""``<split>/pairs/<name>/``: a pair's partner text (ours; the release's loaders read fixed paths, not this)."""
+PAIR_TEXT_FILE = "text_raw.txt"
 EXPECTED = "<root>/{split}/images/*.png, text/text_raw.txt, latents_image.csv and latents_text.csv (Multimodal3DIdent)"
 
 
@@ -127,7 +130,7 @@ class ReleaseSplit:
             if not np.array_equal(image[column], text[column]):
                 raise DatasetFileError(f"{folder}: {column} differs between {IMAGE_CSV} and {TEXT_CSV}; the "
                                        f"modalities share it (re-extract the archive)")
-        text["palette"] = np.array([mt.palette_of(str(c)) for c in text["object_color_name"]], dtype=np.int64)
+        with_palette(text)
         files = [f"images/{name}" for name in scan_pngs(folder / "images", n, IMAGE_CSV)]
         return cls(folder, image, text, sentences, files)
 
@@ -135,6 +138,32 @@ class ReleaseSplit:
         """uint8 [B, H, W, 3] images at ``indices`` (decoded on ``pool``'s threads, if given)."""
         paths = [self.folder / self.files[int(i)] for i in indices]
         return np.stack(list(pool.map(read_png, paths)) if pool else [read_png(p) for p in paths])
+
+
+def with_palette(text: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Add ``palette`` to a text table read from a CSV: told by each colour name's prefix (the CSV lacks it)."""
+    text["palette"] = np.array([mt.palette_of(str(c)) for c in text["object_color_name"]], dtype=np.int64)
+    return text
+
+
+def read_pair_folders(folder: Path, n: int) -> dict[str, tuple[dict[str, np.ndarray], list[str]]]:
+    """Text table (with ``palette``) and sentences of every ``pairs/<name>/`` beside a split of ``n`` samples, as
+    ``c3di export`` writes them (empty when there is no ``pairs/``, as in the Zenodo release)."""
+    root = folder / PAIRS_FOLDER
+    if not root.exists():
+        return {}
+    if not root.is_dir():
+        raise DatasetFileError(f"{root} is a file, not a folder of pairs (pairs/<name>/); remove or rename it")
+    out = {}
+    for pair in sorted(p for p in root.iterdir() if p.is_dir()):
+        text = with_palette(read_csv(pair / TEXT_CSV, TEXT_COLUMNS))
+        sentences = read_text(pair / PAIR_TEXT_FILE)
+        counts = {TEXT_CSV: len(text["object_shape"]), PAIR_TEXT_FILE: len(sentences)}
+        if set(counts.values()) != {n}:
+            raise DatasetFileError(f"{pair}: {', '.join(f'{k} has {v}' for k, v in counts.items())} rows, the split "
+                                   f"{n}; a pair's partner text is index-aligned with its split (export it again)")
+        out[pair.name] = (text, sentences)
+    return out
 
 
 def csv_text(table: Mapping[str, Any], columns: tuple[str, ...]) -> str:

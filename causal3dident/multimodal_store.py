@@ -77,6 +77,29 @@ def drawn_text_pairs(image: Mapping[str, Any], text: Mapping[str, Any], seed: in
     return out
 
 
+def text_tables(config: Mapping[str, Any]) -> int:
+    """How many sentence tables a file of ``config`` holds under ``/multimodal`` (0: its text is not drawn): the
+    anchors', each text-only pair's and each image pair's whose views' text can differ from the anchors'."""
+    if not is_multimodal(config) or "preset" not in config:
+        return 0
+    return 1 + len(text_pair_names(config)) + sum(says_changed(config, lt) for lt in config.get("pairs", []))
+
+
+def text_bytes(n: int, tables: int) -> int:
+    """Bytes at most of ``/multimodal`` with ``tables`` sentence tables of ``n`` rows (0 when there are none):
+    per row, the image table's 11 float64 columns, and per table its 7 eight-byte columns and two UTF-8 strings
+    (colour name, sentence) as HDF5 stores them (a 16-byte reference and a 16-byte heap object header each, the
+    text padded to 8 bytes), the longest that can occur; plus each table's datasets' headers."""
+    if tables == 0:
+        return 0
+    longest_name = max(len(c.encode()) for c in mt.color_names())
+    longest = max(len(p.format(SHAPE="", YPOS="", XPOS="", COLOR="")) for p in mt.PHRASES) + longest_name + \
+        max(map(len, mt.SHAPES)) + max(map(len, mt.XPOS)) + max(map(len, mt.YPOS))
+    string = lambda size: 32 + -(-size // 8) * 8  # noqa: E731
+    row = 7 * 8 + string(longest_name) + string(longest)
+    return n * (len(IMAGE_COLUMNS) * 8 + tables * row) + (tables + 1) * 16 * 1024
+
+
 def says_changed(config: Mapping[str, Any], transformation: Mapping[str, Any]) -> bool:
     """Whether an image pair's transformation can change the sentence (a position or the object hue; with the
     interventional mode, also through the latents it redraws)."""
@@ -114,15 +137,17 @@ def write_view_text(f: h5py.File, name: str, z_tilde: np.ndarray, transformation
 
 
 def write_pair_text(f: h5py.File, name: str, text: Mapping[str, Any], provenance: Mapping[str, Any],
-                    kind: str) -> None:
-    """Write ``/multimodal/pairs/<name>``: a partner's sentences and text table."""
+                    kind: str, sentences: list[str] | None = None) -> None:
+    """Write ``/multimodal/pairs/<name>``: a partner's sentences (made from ``text`` unless given, e.g. as an
+    export wrote them) and text table."""
     group = f[GROUP].require_group(PAIRS).create_group(name)
     group.attrs["kind"] = kind
     group.attrs["provenance"] = json.dumps(dict(provenance), sort_keys=True)
     sub = group.create_group("latents_text")
     for column in TEXT_TABLE:
         sub.create_dataset(column, data=_column(column, text[column]))
-    group.create_dataset("text", data=np.array(mt.sentences(text), dtype=object), dtype=STRING)
+    lines = mt.sentences(text) if sentences is None else list(sentences)
+    group.create_dataset("text", data=np.array(lines, dtype=object), dtype=STRING)
 
 
 def pair_text_names(f: h5py.File) -> list[str]:

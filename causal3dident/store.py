@@ -416,8 +416,10 @@ def _check_regenerates(f: h5py.File, notes: list[str] | None = None) -> list[str
         from .triplets import regeneration_problems as triplet_problems
 
         return triplet_problems(f, config)
-    if "preset" not in config:
-        return []  # converted or hand-made data: nothing to regenerate from
+    if "preset" not in config:  # converted or hand-made data: nothing to regenerate from
+        from .multimodal_convert import converted_release_problems  # a Multimodal3DIdent release: what it can check
+
+        return converted_release_problems(f, config, notes)
     index = f["index"][...]
     if len(index) == 0:
         return []

@@ -9,7 +9,6 @@ SHA-256 before use. The meshes are never part of this repository.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import urllib.error
@@ -20,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..dataset_facts import sha256_of
 from ..errors import ConfigError
 from ..latents import CLASS_NAMES
 
@@ -157,15 +157,6 @@ def verify(assets: str | os.PathLike[str] | None = None) -> list[str]:
         else:
             lines.append(f"BAD HASH {entry['name']}: {path}")
     return lines
-
-
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _url(entry: dict[str, Any]) -> str:

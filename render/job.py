@@ -34,6 +34,7 @@ from ..errors import ConfigError, DatasetFileError
 from ..generate import (build_config, latents_file_size, latents_for_config, latents_job_id, shard_range,
                         shard_record, transformations_from_config)
 from ..latents import CLASS_NAMES
+from ..multimodal_store import text_tables
 from ..splits import check_split, infer_split, recorded_split
 from ..store import (atomic_h5, check_output, create_image_dataset, open_dataset, pair_names, read_config,
                      write_core, write_pair_latents)
@@ -641,7 +642,7 @@ def assembled_size(inp: JobInput, parts: Path, chunk_ids: Sequence[int], compres
     images = sum(_chunk_path(parts, c).stat().st_size for c in chunk_ids)
     factor = 1.1 if compression == "gzip" else 1.5
     n, views = len(inp.latents), len(inp.streams)
-    return int(images * factor) + 128 * n * views + latents_file_size(n, len(inp.pairs))
+    return int(images * factor) + 128 * n * views + latents_file_size(n, len(inp.pairs), text_tables(inp.config))
 
 
 def _assemble(inp: JobInput, out: Path, parts: Path, chunk_ids: Sequence[int], chunk_size: int,

@@ -114,6 +114,7 @@ def test_a_release_split_converts_and_exports_back_byte_for_byte(tmp_path: Path)
     with h5py.File(out) as f:
         assert f.attrs["split"] == "val" and f["images"].shape == (9, 8, 8, 3)
         assert json.loads(f.attrs["config"])["scene"] == "multimodal3dident"
+        assert sorted(f["multimodal"]) == ["latents_image", "latents_text", "text"]  # no pairs/: no /multimodal/pairs
     root = export(out, tmp_path / "again", fmt="multimodal3dident")
     assert root.name == "val"
     for name in ("latents_image.csv", "latents_text.csv", "text/text_raw.txt", *(f"images/{i}.png" for i in range(9))):

@@ -155,6 +155,56 @@ def test_export_keeps_the_release_layout_and_adds_the_pairs_beside_it(files, tmp
     assert release.sentences == Multimodal3DIdent(plain, split="val").sentences
 
 
+def _raw(ds: h5py.Dataset) -> bytes | list[bytes]:
+    """A dataset's values byte for byte (strings as their stored UTF-8 bytes)."""
+    return ds[...].tolist() if ds.dtype == object else ds[...].tobytes()
+
+
+def _files_under(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_convert_reads_the_pairs_back_and_the_round_trip_is_lossless(files, tmp_path):
+    paired, _ = files
+    run = lambda *args: subprocess.run([C3DI, *args, "--quiet"], capture_output=True, text=True, timeout=300)
+    assert run("export", str(paired), str(tmp_path / "a"), "--format", "multimodal3dident").returncode == 0
+    back = tmp_path / "back.h5"
+    result = run("convert", str(tmp_path / "a"), str(back))
+    assert result.returncode == 0, result.stderr
+    assert run("export", str(back), str(tmp_path / "b"), "--format", "multimodal3dident").returncode == 0
+    first, again = _files_under(tmp_path / "a" / "val"), _files_under(tmp_path / "b" / "val")
+    assert sorted(first) == sorted(again) and "pairs/palette/latents_text.csv" in first
+    assert all(first[name] == again[name] for name in first), [n for n in first if first[n] != again[n]]
+    with h5py.File(paired) as f, h5py.File(back) as g:
+        assert pair_text_names(g) == pair_text_names(f) == ["hue_obj", "palette", "phrasing", "positions"]
+        for name in pair_text_names(f):
+            a, b = f[f"multimodal/pairs/{name}"], g[f"multimodal/pairs/{name}"]
+            assert a.attrs["kind"] == b.attrs["kind"]
+            for key in ("text", *(f"latents_text/{c}" for c in a["latents_text"])):
+                assert a[key].dtype == b[key].dtype and _raw(a[key]) == _raw(b[key]), (name, key)
+            assert json.loads(b.attrs["provenance"])["source"].startswith(f"converted from val/pairs/{name}/")
+    assert Multimodal3DIdent(back, split="val", text_pair="palette").pair_sentences == \
+        Multimodal3DIdent(paired, split="val", text_pair="palette").pair_sentences
+    result = subprocess.run([C3DI, "verify", str(back)], capture_output=True, text=True)
+    assert result.returncode == 0 and "OK" in result.stdout, result.stderr
+    assert "cannot be regenerated" in result.stderr and "partner text of hue_obj, palette, phrasing" in result.stderr
+    with h5py.File(back, "r+") as f:  # what verify can check of a converted release: /latents against its table
+        f["multimodal/latents_image/object_xpos"][0] = (f["multimodal/latents_image/object_xpos"][0] + 1) % 3
+    result = CliRunner().invoke(main, ["verify", str(back)])
+    assert result.exit_code == 1 and "/multimodal/latents_image" in result.output
+
+
+def test_convert_refuses_a_broken_pairs_folder_in_one_line(files, tmp_path):
+    paired, _ = files
+    export(paired, tmp_path / "a", fmt="multimodal3dident")
+    lines = (tmp_path / "a/val/pairs/phrasing/text_raw.txt").read_text().split("\n")
+    (tmp_path / "a/val/pairs/phrasing/text_raw.txt").write_text("\n".join(lines[:-1]))
+    out = tmp_path / "x.h5"
+    result = subprocess.run([C3DI, "convert", str(tmp_path / "a"), str(out), "--quiet"], capture_output=True, text=True)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "pairs/phrasing" in result.stderr and "index-aligned" in result.stderr and not out.exists()
+
+
 @pytest.mark.render
 def test_c3di_render_keeps_the_stored_pairs(assets_dir: Path, tmp_path: Path) -> None:
     latents = tmp_path / "latents.h5"
