@@ -22,14 +22,12 @@ from sklearn.metrics import r2_score
 from causal3dident.benchmarks.evaluate import _standardise, kernel_ridge_cv, split_fit_score
 from causal3dident.benchmarks.settings import get_setting, load_settings, table1_ids
 from causal3dident.benchmarks.tiers import load_tier
-from causal3dident.latents import LATENT_NAMES
-
-CLASSES = 7
+from causal3dident.latents import LATENT_NAMES, NUM_CLASSES
 
 
 def content_features(latents: np.ndarray, classes: np.ndarray, content: tuple[str, ...]) -> np.ndarray:
     """[N, d]: the class one-hot (if the class is content) and the continuous content latents."""
-    parts = [np.eye(CLASSES)[classes]] if "class" in content else []
+    parts = [np.eye(NUM_CLASSES)[classes]] if "class" in content else []
     parts.append(latents[:, [LATENT_NAMES.index(n) for n in LATENT_NAMES if n in content]])
     return np.concatenate(parts, axis=1).astype(np.float64)
 

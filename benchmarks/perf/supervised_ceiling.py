@@ -27,7 +27,7 @@ from causal3dident.benchmarks.models import build_encoder
 from causal3dident.benchmarks.settings import get_setting, load_settings
 from causal3dident.benchmarks.tiers import load_tier
 from causal3dident.benchmarks.train import make_scheduler
-from causal3dident.latents import LATENT_NAMES
+from causal3dident.latents import LATENT_NAMES, NUM_CLASSES
 
 SUMMARY = {"class": ("class",), "spot_pos": ("spot_pos",), "pos": ("pos_x", "pos_y", "pos_z"),
            "rot": ("rot_alpha", "rot_beta", "rot_gamma"), "hues": ("hue_obj", "hue_spot", "hue_bg")}
@@ -39,7 +39,7 @@ def train_supervised(data_dir: str, tier_name: str, overrides: list[str], seed: 
     data = load_data(data_dir, get_setting("lt_hues", load_settings()), tier, seed)
     torch.manual_seed(seed)
     model = build_encoder(tier.model, tier.resolution)
-    heads = nn.ModuleDict({"class": nn.Linear(tier.model.hidden_dim, 7),
+    heads = nn.ModuleDict({"class": nn.Linear(tier.model.hidden_dim, NUM_CLASSES),
                            "latents": nn.Linear(tier.model.hidden_dim, len(LATENT_NAMES))})
     params = [*model.parameters(), *heads.parameters()]
     optimizer = torch.optim.Adam(params, lr=tier.train.lr, weight_decay=tier.train.weight_decay)
