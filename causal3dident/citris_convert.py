@@ -297,7 +297,7 @@ def _read(zf: zipfile.ZipFile, path: Path) -> _Release:
 
 def _config(release: _Release, model: TemporalModel) -> dict[str, Any]:
     """The converted file's config: where it came from (names, sizes, SHA-256) and the preset it follows."""
-    from .dataset_facts import sha256_of
+    from .file_hash import sha256_of
 
     path = release.path
     record: dict[str, Any] = {"format": FORMAT, "preset": model.name, "files": [

@@ -7,7 +7,6 @@ preset's card describes the canonical release (250,000 train and 25,000 test ima
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError
+from .file_hash import sha256_of
 from .generate import scm_from_config
 from .latents import (CLASS_NAMES, HUE_SCALE, LATENT_NAMES, LATENT_RANGE, NUM_CLASSES, POSITION_SCALE,
                       ROTATION_SCALE, SCENE_UNITS, SPOT_ANGLE_SCALE)
@@ -104,16 +104,6 @@ class DatasetFacts:
         z = self.latents.astype(np.float64)
         return [{"name": n, "mean": float(z[:, j].mean()), "std": float(z[:, j].std()),
                  "min": float(z[:, j].min()), "max": float(z[:, j].max())} for j, n in enumerate(LATENT_NAMES)]
-
-
-def sha256_of(path: str | os.PathLike[str], block: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in blocks so that large files need little memory (also the meshes' check in
-    ``causal3dident.render.assets``)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def facts_from_file(path: str | os.PathLike[str], split: str | None = None) -> DatasetFacts:

@@ -24,7 +24,7 @@ from . import store
 from .errors import ConfigError, DatasetFileError
 from . import multimodal_text as mt
 from .multimodal import IMAGE_COLUMNS, raw_latents
-from .multimodal_layout import ReleaseSplit, is_release_folder
+from .multimodal_layout import ReleaseSplit, is_release_folder, read_pair_folders
 from .multimodal_store import pair_text_names, read_pair_text, read_tables
 
 TEXT_FACTORS: tuple[str, ...] = ("object_shape", "object_xpos", "object_ypos", "object_zpos", "object_color_index",
@@ -53,7 +53,8 @@ class Multimodal3DIdent(VisionDataset):
         image_format: ``"pil"`` or ``"tensor"`` (uint8 [3, H, W]).
         text_pair: ``"phrasing"`` or ``"palette"``: items are ``(image, text, text2, target)`` with ``text2`` the
             text-only counterfactual (``multimodal_text.counterfactual_text``, drawn from the file's seed), read
-            from the file where ``c3di latents/render --pairs phrasing`` stored it (the same sentences).
+            from the file where ``c3di latents/render --pairs phrasing`` stored it (the same sentences), or from a
+            release folder's ``pairs/<change>/`` (``c3di export``); a release without one draws them from seed 0.
     """
 
     def __init__(self, root: str | os.PathLike[str], split: str = "train", transform: Callable | None = None,
@@ -84,6 +85,9 @@ class Multimodal3DIdent(VisionDataset):
             image, text, self.sentences = self._release.image, self._release.text, self._release.sentences
             self.latents = raw_latents(image)[0]
             self._seed, self._indices = 0, np.arange(len(self.sentences))
+            if text_pair in mt.PAIR_CHANGES:  # c3di export wrote pairs/<change>/ beside the split
+                exported = read_pair_folders(self._release.folder, len(self.sentences)).get(text_pair)
+                stored_pair = exported[1] if exported is not None else None
         self.z_image = np.column_stack([np.asarray(image[c], dtype=np.float64) for c in IMAGE_COLUMNS])
         self.z_text = np.column_stack([np.asarray(text[c]).astype(np.int64) for c in TEXT_FACTORS])
         self.color_names = [str(c) for c in text["object_color_name"]]

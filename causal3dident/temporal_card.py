@@ -207,7 +207,7 @@ def statistics_table(facts: TemporalFacts) -> str:
 
 
 def provenance_text(facts: TemporalFacts) -> str:
-    from .dataset_facts import sha256_of
+    from .file_hash import sha256_of
 
     path = facts.path
     lines = [_table(["file", "bytes", "SHA-256"], [[f"`{path.name}`", f"{path.stat().st_size:,}",

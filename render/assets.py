@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..dataset_facts import sha256_of
+from ..file_hash import sha256_of
 from ..errors import ConfigError
 from ..latents import CLASS_NAMES
 

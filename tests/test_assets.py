@@ -163,3 +163,11 @@ def test_fetch_replaces_damaged_cache_files(assets_dir: Path, tmp_path: Path, mo
     assert result.exit_code == 0, result.output
     assert log.count("/meshes/horse.obj") == 2 and len(log) == len(CLASS_NAMES) + 1
     assert assets.sha256_of(damaged) == next(e["sha256"] for e in assets.manifest()["meshes"] if e["name"] == "horse")
+
+
+def test_loading_the_mesh_manager_does_not_import_h5py_or_bpy():
+    import subprocess
+    import sys
+    code = ("import sys, causal3dident.render.assets as a; a.manifest(); "
+            "assert 'h5py' not in sys.modules and 'bpy' not in sys.modules, sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True)

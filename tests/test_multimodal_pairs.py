@@ -185,6 +185,12 @@ def test_convert_reads_the_pairs_back_and_the_round_trip_is_lossless(files, tmp_
             assert json.loads(b.attrs["provenance"])["source"].startswith(f"converted from val/pairs/{name}/")
     assert Multimodal3DIdent(back, split="val", text_pair="palette").pair_sentences == \
         Multimodal3DIdent(paired, split="val", text_pair="palette").pair_sentences
+    # the release folder itself gives the exported partners too (its pairs/ read, not drawn from seed 0)
+    exported = tmp_path / "a" / "val" / "pairs" / "palette" / "text_raw.txt"
+    lines = exported.read_text().splitlines()
+    exported.write_text("\n".join(["edited partner", *lines[1:]]) + "\n")
+    release = Multimodal3DIdent(tmp_path / "a", split="val", text_pair="palette")
+    assert release.pair_sentences[1:] == lines[1:] and release[0][2] == "edited partner"
     result = subprocess.run([C3DI, "verify", str(back)], capture_output=True, text=True)
     assert result.returncode == 0 and "OK" in result.stdout, result.stderr
     assert "cannot be regenerated" in result.stderr and "partner text of hue_obj, palette, phrasing" in result.stderr
