@@ -52,6 +52,12 @@ class RenderConfig:
     """OpenImageDenoise prefilter of the albedo/normal passes (Blender's default)."""
     denoiser_quality: Literal["HIGH", "BALANCED", "FAST"] = "HIGH"
     """OpenImageDenoise quality (Blender's default)."""
+    denoising_input_passes: Literal["RGB", "RGB_ALBEDO", "RGB_ALBEDO_NORMAL"] = "RGB_ALBEDO_NORMAL"
+    """Passes the denoiser reads besides the noisy image (Blender's default: albedo and normal).
+    Recorded only when not the default, so earlier files' settings are unchanged."""
+    sampling_pattern: Literal["AUTOMATIC", "TABULATED_SOBOL", "BLUE_NOISE"] = "TABULATED_SOBOL"
+    """Cycles' sampling pattern (bpy's default; blue noise spreads low-sample noise to high frequencies, which
+    denoises better). Recorded only when not the default, so earlier files' settings are unchanged."""
     max_bounces: NonNegativeInt = 0
     """Light bounces (paper: 0, direct light only, 'disable reflections')."""
     transparent_max_bounces: NonNegativeInt = 8
@@ -149,15 +155,22 @@ class RenderConfig:
         return math.radians(self.spot_cone_deg)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able settings (tuples become lists); ``scene`` only when not the default."""
+        """JSON-able settings (tuples become lists); fields added later only when not their default."""
         out = json_ready(dataclasses.asdict(self))
-        if out["scene"] == "causal3dident":
-            del out["scene"]
+        for name, default in RECORDED_WHEN_CHANGED.items():
+            if out[name] == default:
+                del out[name]
         return out
 
     def with_overrides(self, **changes: Any) -> RenderConfig:
         """A copy with some fields changed, validated: unknown names and bad values are a ``ConfigError``."""
         return dataclasses.replace(self, **changes)
+
+
+RECORDED_WHEN_CHANGED: dict[str, Any] = {
+    "scene": "causal3dident", "denoising_input_passes": "RGB_ALBEDO_NORMAL", "sampling_pattern": "TABULATED_SOBOL"}
+"""Fields added after files were first rendered, with their defaults: ``to_dict`` leaves them out when at the
+default, so that earlier files' ``render_settings`` (and the jobs that resume them) still match."""
 
 
 def json_ready(value: Any) -> Any:
