@@ -52,6 +52,12 @@ class RenderConfig:
     """OpenImageDenoise prefilter of the albedo/normal passes (Blender's default)."""
     denoiser_quality: Literal["HIGH", "BALANCED", "FAST"] = "HIGH"
     """OpenImageDenoise quality (Blender's default)."""
+    denoising_input_passes: Literal["RGB", "RGB_ALBEDO", "RGB_ALBEDO_NORMAL"] = "RGB_ALBEDO_NORMAL"
+    """Passes the denoiser reads besides the noisy image (Blender's default: albedo and normal).
+    Recorded only when not the default, so earlier files' settings are unchanged."""
+    sampling_pattern: Literal["AUTOMATIC", "TABULATED_SOBOL", "BLUE_NOISE"] = "TABULATED_SOBOL"
+    """Cycles' sampling pattern (bpy's default; blue noise spreads low-sample noise to high frequencies, which
+    denoises better). Recorded only when not the default, so earlier files' settings are unchanged."""
     max_bounces: NonNegativeInt = 0
     """Light bounces (paper: 0, direct light only, 'disable reflections')."""
     transparent_max_bounces: NonNegativeInt = 8
@@ -149,15 +155,22 @@ class RenderConfig:
         return math.radians(self.spot_cone_deg)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able settings (tuples become lists); ``scene`` only when not the default."""
+        """JSON-able settings (tuples become lists); fields added later only when not their default."""
         out = json_ready(dataclasses.asdict(self))
-        if out["scene"] == "causal3dident":
-            del out["scene"]
+        for name, default in RECORDED_WHEN_CHANGED.items():
+            if out[name] == default:
+                del out[name]
         return out
 
     def with_overrides(self, **changes: Any) -> RenderConfig:
         """A copy with some fields changed, validated: unknown names and bad values are a ``ConfigError``."""
         return dataclasses.replace(self, **changes)
+
+
+RECORDED_WHEN_CHANGED: dict[str, Any] = {
+    "scene": "causal3dident", "denoising_input_passes": "RGB_ALBEDO_NORMAL", "sampling_pattern": "TABULATED_SOBOL"}
+"""Fields added after files were first rendered, with their defaults: ``to_dict`` leaves them out when at the
+default, so that earlier files' ``render_settings`` (and the jobs that resume them) still match."""
 
 
 def json_ready(value: Any) -> Any:
@@ -180,7 +193,8 @@ QUALITY_PRESETS: dict[str, dict[str, Any]] = {
     # bounces, no depth of field, little noise in them).
     # Measured and rejected: adaptive sampling (Cycles checks convergence only after more samples than
     # this), the light tree (fewer samples needed, but each costs more: a wash), no denoiser (hundreds of
-    # samples needed). Measured on a 2-core CPU; on GPUs the denoiser costs relatively more and a few more
+    # samples needed), blue-noise sampling, fewer denoiser passes and the cheaper denoiser qualities (each
+    # gains at most about 1 dB at 128 and 64 px at the same cost: far from 38 dB; docs/rendering.md). Measured on a 2-core CPU; on GPUs the denoiser costs relatively more and a few more
     # samples without it may pay off, which benchmarks/perf/render_quality.py --device cuda would show.
     "fast": {"samples": 10, "adaptive_sampling": False, "denoise": True, "denoiser_prefilter": "NONE"},
     # Tiny and noisy: for tests and quick looks only.

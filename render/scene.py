@@ -138,7 +138,8 @@ def _configure_render(scene: bpy.types.Scene, cfg: RenderConfig, threads: int) -
         cycles.denoiser = "OPENIMAGEDENOISE"
         cycles.denoising_prefilter = cfg.denoiser_prefilter
         cycles.denoising_quality = cfg.denoiser_quality
-        cycles.denoising_input_passes = "RGB_ALBEDO_NORMAL"
+        cycles.denoising_input_passes = cfg.denoising_input_passes
+    cycles.sampling_pattern = cfg.sampling_pattern
     cycles.seed = cfg.seed
     cycles.use_animated_seed = False
     cycles.max_bounces = cfg.max_bounces

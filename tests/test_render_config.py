@@ -39,6 +39,24 @@ def test_bad_settings_are_config_errors(call, message: str) -> None:
         call()
 
 
+def test_sampling_pattern_and_denoiser_passes_are_validated_and_recorded_only_when_changed() -> None:
+    for quality in QUALITY_PRESETS:  # the defaults are what the renderer always used: presets' pixels unchanged
+        if quality != "fast":
+            config = render_config(quality, 64)
+            assert (config.sampling_pattern, config.denoising_input_passes) == ("TABULATED_SOBOL", "RGB_ALBEDO_NORMAL")
+            assert not {"sampling_pattern", "denoising_input_passes"} & set(config.to_dict())  # job ids unchanged
+    changed = render_config("paper", 64, sampling_pattern="BLUE_NOISE", denoising_input_passes="RGB_ALBEDO")
+    recorded = json.loads(json.dumps(changed.to_dict()))
+    assert (recorded["sampling_pattern"], recorded["denoising_input_passes"]) == ("BLUE_NOISE", "RGB_ALBEDO")
+    assert from_dict(recorded) == changed
+    with pytest.raises(ConfigError, match="sampling_pattern.*BLUE_NOISE") as bad:
+        render_config("fast", 64, sampling_pattern="SOBOL_BURLEY")
+    assert "\n" not in str(bad.value)
+    with pytest.raises(ConfigError, match="denoising_input_passes.*RGB_ALBEDO") as bad:
+        render_config("fast", 64, denoising_input_passes="ALBEDO")
+    assert "\n" not in str(bad.value)
+
+
 def test_device_choice() -> None:
     gpus = [DeviceSpec("CUDA", "CUDA_0", "a"), DeviceSpec("CUDA", "CUDA_1", "b"), DeviceSpec("OPTIX", "O_0", "a")]
     assert select_devices("auto", gpus) == [gpus[2]]  # OptiX first

@@ -110,7 +110,7 @@ class Setting:
         """The settings that differ from the paper's, as KEY=VALUE."""
         paper = RenderConfig(resolution=self.config.resolution).to_dict()
         mine = self.config.to_dict()
-        return ",".join(f"{k}={v}" for k, v in mine.items() if k != "quality" and v != paper[k]) or "-"
+        return ",".join(f"{k}={v}" for k, v in mine.items() if k != "quality" and v != paper.get(k)) or "-"
 
 
 def parse_candidate(text: str, resolution: int, label: str = "candidate") -> Setting:
