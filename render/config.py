@@ -194,8 +194,9 @@ QUALITY_PRESETS: dict[str, dict[str, Any]] = {
     # Measured and rejected: adaptive sampling (Cycles checks convergence only after more samples than
     # this), the light tree (fewer samples needed, but each costs more: a wash), no denoiser (hundreds of
     # samples needed), blue-noise sampling, fewer denoiser passes and the cheaper denoiser qualities (each
-    # gains at most about 1 dB at 128 and 64 px at the same cost: far from 38 dB; docs/rendering.md). Measured on a 2-core CPU; on GPUs the denoiser costs relatively more and a few more
-    # samples without it may pay off, which benchmarks/perf/render_quality.py --device cuda would show.
+    # gains at most about 1 dB at 128 and 64 px at the same cost: far from 38 dB; docs/rendering.md).
+    # Measured on a 2-core CPU; on GPUs the denoiser costs relatively more and a few more samples without
+    # it may pay off, which benchmarks/perf/render_quality.py --device cuda would show.
     "fast": {"samples": 10, "adaptive_sampling": False, "denoise": True, "denoiser_prefilter": "NONE"},
     # Tiny and noisy: for tests and quick looks only.
     "preview": {"samples": 4, "adaptive_sampling": False, "denoise": False},
