@@ -197,7 +197,9 @@ def test_tiers_load_and_paper_is_their_defaults():
     from causal3dident.benchmarks.imgtxt_run import tier_names
 
     assert tier_names() == ["smoke", "mini", "paper"]
-    assert load_imgtxt_tier("mini").provisional and not load_imgtxt_tier("smoke").provisional
+    assert not load_imgtxt_tier("mini").provisional and not load_imgtxt_tier("smoke").provisional
+    mini = load_imgtxt_tier("mini")  # chosen on real renders (docs/multimodal.md, "The mini tier")
+    assert (mini.resolution, mini.train.steps, imgtxt_params("imgtxt", mini)["temperature"]) == (64, 2000, 0.3)
     paper = load_imgtxt_tier("paper")
     # main_imgtxt.py's argparse defaults: --encoding-size 4, --hidden-size 100, --tau 1.0, --lr 1e-5,
     # --batch-size 256, --train-steps 100001; ResNet-18 on 224 px images
@@ -222,8 +224,8 @@ def test_release_layout_loads_as_the_hdf5_files(splits, tmp_path):
 
 def test_tiers_listing_and_unsupported_options(splits, tmp_path):
     listing = CliRunner().invoke(main, ["bench", "tiers", "--dataset", "multimodal3dident"])
-    assert listing.exit_code == 0 and "mini [provisional]: 64 px" in listing.output and "imgtxt temperature 1.0" \
-        in listing.output
+    assert listing.exit_code == 0 and "mini: 64 px" in listing.output and "imgtxt temperature 0.3" \
+        in listing.output and "provisional" not in listing.output
     refused = _invoke("--dataset", "multimodal3dident", "--tier", "smoke", "--eval-every", "2", "--data", str(splits),
                       "--out", str(tmp_path))
     assert refused.exit_code == 2 and "--eval-every" in refused.output and not any(tmp_path.iterdir())
