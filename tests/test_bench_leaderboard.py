@@ -148,3 +148,14 @@ def test_a_smoke_leaderboard_says_it_only_proves_the_pipeline_runs_and_points_to
     assert smoke.index("## simclr, tier `smoke`") < note < smoke.index("Seeds: 0.")
     assert "c3di bench sweep --tier mini --data data/mini --render --out runs" in smoke
     assert "only proves" not in render_markdown(rows)  # other tiers' numbers are results
+
+
+def test_committed_multimodal_leaderboard_is_rendered_from_its_rows():
+    from causal3dident.benchmarks.imgtxt_leaderboard import is_imgtxt_row, render_imgtxt_sections
+
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    with (root / "results" / "multimodal_mini.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows and all(is_imgtxt_row(r) for r in rows) and {r["tier"] for r in rows} == {"mini"}
+    text = "# Leaderboard\n" + "\n" + "\n".join(render_imgtxt_sections(rows))
+    assert text == (root / "LEADERBOARD_multimodal_mini.md").read_text()
