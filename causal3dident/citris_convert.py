@@ -30,6 +30,7 @@ from .checksums import seal
 from .citris_export import CITRIS_CLASSES, CITRIS_TARGETS
 from .codecs import write_images
 from .errors import ConfigError, DatasetFileError
+from .file_hash import sha256_of
 from .latents import CLASS_NAMES, LATENT_NAMES
 from .splits import check_split
 from .store import atomic_h5, check_output, create_image_dataset, write_core
@@ -297,8 +298,6 @@ def _read(zf: zipfile.ZipFile, path: Path) -> _Release:
 
 def _config(release: _Release, model: TemporalModel) -> dict[str, Any]:
     """The converted file's config: where it came from (names, sizes, SHA-256) and the preset it follows."""
-    from .file_hash import sha256_of
-
     path = release.path
     record: dict[str, Any] = {"format": FORMAT, "preset": model.name, "files": [
         {"name": path.name, "bytes": path.stat().st_size, "sha256": sha256_of(path)}]}

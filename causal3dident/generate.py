@@ -19,6 +19,7 @@ import numpy as np
 from . import codecs, diskspace, noise
 from .errors import ConfigError, DatasetFileError
 from .latents import CLASS_NAMES, NUM_CLASSES, NUM_LATENTS
+from .multimodal_store import text_bytes, text_tables
 from .scm import SCM, Intervention, load_preset
 from .splits import choose_split
 from .store import atomic_h5, check_output, open_dataset, write_core, write_pair_latents
@@ -181,8 +182,6 @@ def write_latents_file(path: str | os.PathLike[str], config: Mapping[str, Any], 
     n = int(config["num_samples_total"])
     start, stop = shard_range(n, shard, num_shards)
     pairs = transformations_from_config(config)
-    from .multimodal_store import text_tables  # late: only multimodal files need the text module
-
     size = latents_file_size(stop - start, len(pairs), text_tables(config))
     check_output(path, overwrite)
     diskspace.check_free_space(path, size)  # before sampling: a full disk is one line, not minutes later
@@ -198,14 +197,12 @@ def write_latents_file(path: str | os.PathLike[str], config: Mapping[str, Any], 
     return Path(path)
 
 
-def latents_file_size(n: int, num_pairs: int, text_tables: int = 0) -> int:
+def latents_file_size(n: int, num_pairs: int, num_text_tables: int = 0) -> int:
     """Bytes a latents file of ``n`` samples and ``num_pairs`` pairs needs at most (data plus HDF5's overhead);
-    ``text_tables``: its Multimodal3DIdent sentence tables (``multimodal_store.text_tables``), if any."""
-    from .multimodal_store import text_bytes  # late: only multimodal files need the text module
-
+    ``num_text_tables``: its Multimodal3DIdent sentence tables (``multimodal_store.text_tables``), if any."""
     rows = n if n <= ROW_CHUNK else -(-n // ROW_CHUNK) * ROW_CHUNK  # HDF5 allocates whole chunks
     return int(rows * (4 * NUM_LATENTS + 8 + 8 + num_pairs * 4 * NUM_LATENTS) * 1.01) + 256 * 1024 + \
-        text_bytes(n, text_tables)
+        text_bytes(n, num_text_tables)
 
 
 def latents_job_id(config: Mapping[str, Any], seed: int) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from .file_hash import sha256_of
 from .latents import CLASS_NAMES, LATENT_NAMES
 from .store import open_dataset, read_config
 from .temporal import TemporalModel
@@ -207,8 +208,6 @@ def statistics_table(facts: TemporalFacts) -> str:
 
 
 def provenance_text(facts: TemporalFacts) -> str:
-    from .file_hash import sha256_of
-
     path = facts.path
     lines = [_table(["file", "bytes", "SHA-256"], [[f"`{path.name}`", f"{path.stat().st_size:,}",
                                                    f"`{sha256_of(path)}`"]]), ""]
