@@ -90,7 +90,7 @@ def load_data(data: str | os.PathLike[str], setting: Setting, tier: Tier, seed: 
                 raise DatasetFileError(f"{train_path} has no /{where} for setting {setting.id}; render the "
                                        f"'{setting.lt}' pairs into it or use a setting with lt_pairs: nearest")
             _check_images(f, train_path, where, n)
-            pair_images = _resize(_read_images(f[where], 0, stop), tier.resolution)
+            pair_images = resize_images(_read_images(f[where], 0, stop), tier.resolution)
         if train and setting.lt and setting.lt_pairs == "nearest":
             lt = recorded_transformation(read_config(f), setting.lt)
             nearest = NearestPairs(lt, anchors.latents, anchors.classes, seed)
@@ -125,11 +125,11 @@ def _read_images(ds: h5py.Dataset, start: int, stop: int) -> torch.Tensor:
 
 
 def _read_split(f: h5py.File, start: int, stop: int, resolution: int) -> Split:
-    images = _resize(_read_images(f["images"], start, stop), resolution)
+    images = resize_images(_read_images(f["images"], start, stop), resolution)
     return Split(images, f["latents"][start:stop].astype(np.float32), f["classes"][start:stop].astype(np.int64))
 
 
-def _resize(images: torch.Tensor, resolution: int, chunk: int = 1024) -> torch.Tensor:
+def resize_images(images: torch.Tensor, resolution: int, chunk: int = 1024) -> torch.Tensor:
     """uint8 [N, 3, H, W] -> uint8 [N, 3, R, R] (antialiased bilinear), in chunks to bound memory."""
     if images.shape[-2:] == (resolution, resolution):
         return images

@@ -73,12 +73,6 @@ def split_fit_score(n: int, fit_fraction: float, seed: int) -> tuple[np.ndarray,
     return order[:n_fit], order[n_fit:]
 
 
-def _standardise(fit: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mean, std = fit.mean(0), fit.std(0)
-    std = np.where(std > 0, std, 1.0)
-    return (fit - mean) / std, (score - mean) / std
-
-
 def evaluate(features: dict[str, np.ndarray], latents: np.ndarray, classes: np.ndarray, config: EvalConfig,
              seed: int, content: Sequence[str] | None = None) -> tuple[list[ProbeResult], dict[str, Any]]:
     """All probes on every layer; returns the rows and what was done (sizes, approximations, choices).
@@ -94,13 +88,13 @@ def evaluate(features: dict[str, np.ndarray], latents: np.ndarray, classes: np.n
 def _evaluate(features: dict[str, np.ndarray], latents: np.ndarray, classes: np.ndarray, config: EvalConfig,
               seed: int, content: Sequence[str] | None) -> tuple[list[ProbeResult], dict[str, Any]]:
     fit, score = split_fit_score(len(classes), config.fit_fraction, seed)
-    y_fit, y_score = _standardise(latents[fit].astype(np.float64), latents[score].astype(np.float64))
+    y_fit, y_score = metrics.standardise(latents[fit].astype(np.float64), latents[score].astype(np.float64))
     content_names = [n for n in LATENT_NAMES if content is not None and n in content]
     rows: list[ProbeResult] = []
     details: dict[str, Any] = {"fit_samples": len(fit), "score_samples": len(score), "layers": {},
                                "probes": _field_probe_settings(content_names)}
     for layer, x in features.items():
-        x_fit, x_score = _standardise(x[fit], x[score])
+        x_fit, x_score = metrics.standardise(x[fit], x[score])
         rows.append(ProbeResult(layer, "logistic", "class", "accuracy",
                                 _class_accuracy(x_fit, classes[fit], x_score, classes[score])))
         pred, chosen = kernel_ridge_cv(x_fit, y_fit, x_score, config, seed)

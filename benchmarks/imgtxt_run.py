@@ -34,12 +34,12 @@ from causal3dident.sampler import epoch_order
 from causal3dident.store import package_version, utc_now
 
 from .augment import normalize, to_float
-from .data import _resize, arrays_sha256
+from .data import arrays_sha256, resize_images
 from .imgtxt import ImageTextMethod, imgtxt_params, resolve_imgtxt_method
 from .imgtxt_eval import FACTORS, PROTOCOL, Encoded, evaluate_imgtxt
-from .runner import RESULTS, _write_record, pick_device, run_dir, write_results
+from .runner import RESULTS, pick_device, run_dir, write_record, write_results
 from .tiers import Tier, tier_from_dict
-from .train import CHECKPOINT, StepCallback, _append_log, TRAIN_LOG, final_embedding, read_checkpoint
+from .train import CHECKPOINT, TRAIN_LOG, StepCallback, append_log, final_embedding, read_checkpoint
 
 DATASET = "multimodal3dident"
 SPLITS = ("train", "val", "test")
@@ -84,7 +84,7 @@ def load_split(data: str | Path, split: str, resolution: int, limit: int | None 
     text_cols = {c: ds.z_text[:n, k] for k, c in enumerate(TEXT_FACTORS)}
     labels = {"image": {f: image_cols[f] for f in FACTORS["image"]},
               "text": {f: text_cols[f] for f in FACTORS["text"]}}
-    return Pairs(_resize(images, resolution), tokens, labels)
+    return Pairs(resize_images(images, resolution), tokens, labels)
 
 
 def one_hot(tokens: torch.Tensor) -> torch.Tensor:
@@ -134,7 +134,7 @@ def run_imgtxt(tier: Tier, seed: int, data: str | Path, out: str | Path, method:
     rows = evaluate_imgtxt(encode(model, val, tier, dev), encode(model, test, tier, dev), seed)
     record["eval"] = PROTOCOL | {"val_samples": len(val), "test_samples": len(test)}
     record["finished"], record["seconds"] = utc_now(), round(time.perf_counter() - started, 1)
-    _write_record(path, record)
+    write_record(path, record)
     write_results(path / RESULTS, [{"method": method_obj.name, "setting": setting, "tier": tier.name, "seed": seed,
                                     "layer": r.layer, "probe": r.probe, "factor": r.factor, "metric": r.metric,
                                     "value": f"{r.value:.6f}"} for r in rows])
@@ -154,7 +154,7 @@ def train_imgtxt(method: ImageTextMethod, model: ImgTxtModel, train: Pairs, tier
     optimizer = torch.optim.Adam(params, lr=tier.train.lr, weight_decay=tier.train.weight_decay)
     fingerprint = _fingerprint(record)
     step = _resume(path / CHECKPOINT, model, optimizer, fingerprint, dev)
-    _write_record(path, record)
+    write_record(path, record)
     b, per_epoch = tier.train.batch_size, len(train) // tier.train.batch_size
     t0, resumed_at, window, loss_value = time.perf_counter(), step, [], float("nan")
     model.train()
@@ -178,7 +178,7 @@ def train_imgtxt(method: ImageTextMethod, model: ImgTxtModel, train: Pairs, tier
         if step % tier.train.log_every == 0 or step == tier.train.steps:
             elapsed = time.perf_counter() - t0
             with writing(path / TRAIN_LOG):
-                _append_log(path / TRAIN_LOG, step, float(np.mean(window)), (step - resumed_at) * b / elapsed,
+                append_log(path / TRAIN_LOG, step, float(np.mean(window)), (step - resumed_at) * b / elapsed,
                             elapsed)
             window = []
         if step % tier.train.checkpoint_every == 0 or step == tier.train.steps:

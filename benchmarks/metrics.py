@@ -137,8 +137,8 @@ def dci_scores(importance: np.ndarray) -> tuple[float, float]:
 def dci(x_fit: np.ndarray, z_fit: np.ndarray, x_score: np.ndarray, z_score: np.ndarray) -> DCI:
     """DCI of a representation: lassos fit on the fit part (inputs and targets standardised there),
     informativeness = their mean R^2 on the score part."""
-    x_fit, x_score = _standardise(x_fit, x_score)
-    z_fit, z_score = _standardise(z_fit, z_score)
+    x_fit, x_score = standardise(x_fit, x_score)
+    z_fit, z_score = standardise(z_fit, z_score)
     importance = np.zeros((x_fit.shape[1], z_fit.shape[1]))
     r2 = np.zeros(z_fit.shape[1])
     for j in range(z_fit.shape[1]):
@@ -149,7 +149,8 @@ def dci(x_fit: np.ndarray, z_fit: np.ndarray, x_score: np.ndarray, z_score: np.n
     return DCI(disentanglement, completeness, float(r2.mean()), importance, r2)
 
 
-def _standardise(fit: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def standardise(fit: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both parts scaled by the fit part's per-column mean and std (constant columns keep std 1): no leak."""
     mean, std = fit.mean(0), fit.std(0)
     std = np.where(std > 0, std, 1.0)
     return (fit - mean) / std, (score - mean) / std

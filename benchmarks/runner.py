@@ -92,7 +92,7 @@ def run_benchmark(setting: Setting, tier: Tier, seed: int, data: str | os.PathLi
         model = method_obj.build_encoder(tier)
         trainer = Trainer(method_obj, model, setting, tier, data_, seed, dev, _fingerprint(record))
         trainer.resume(path)  # a damaged checkpoint is refused before anything is written
-        _write_record(path, record)
+        write_record(path, record)
         echo(f"{path}: training {name} on {setting.id} ({tier.train.steps} steps, {len(data_.train)} anchors)")
         if eval_every > 0:
             on_step = _with_curve(on_step, trainer, data_, tier, seed, dev, path / CURVE, eval_every)
@@ -107,7 +107,7 @@ def run_benchmark(setting: Setting, tier: Tier, seed: int, data: str | os.PathLi
     record["eval"] = details
     record["finished"] = utc_now()
     record["seconds"] = round(time.perf_counter() - started, 1)
-    _write_record(path, record)
+    write_record(path, record)
     write_results(path / RESULTS, [{"method": name, "setting": setting.id, "tier": tier.name, "seed": seed,
                                     "layer": r.layer, "probe": r.probe, "factor": r.factor, "metric": r.metric,
                                     "value": f"{r.value:.6f}"} for r in rows])
@@ -150,7 +150,8 @@ def _fingerprint(record: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _write_record(path: Path, record: dict[str, Any]) -> None:
+def write_record(path: Path, record: dict[str, Any]) -> None:
+    """The run's record (JSON) in ``path``, replaced atomically: a killed run leaves the old one or the new."""
     tmp = path / f".{RECORD}.tmp"
     with writing(path / RECORD):
         tmp.write_text(json.dumps(record, indent=2, default=str))

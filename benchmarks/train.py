@@ -228,7 +228,7 @@ class Trainer:
                     elapsed = time.perf_counter() - t0
                     rate = (self.step - resumed_at) * self.tier.train.batch_size / max(elapsed, 1e-9)
                     with writing(run_dir / TRAIN_LOG):
-                        _append_log(run_dir / TRAIN_LOG, self.step, float(np.mean(window)), rate, elapsed)
+                        append_log(run_dir / TRAIN_LOG, self.step, float(np.mean(window)), rate, elapsed)
                     window = []
                 if self.step % ckpt_every == 0 or self.step == steps:
                     self.save(ckpt)
@@ -329,7 +329,8 @@ def _prepared(step: int, views: tuple[torch.Tensor, torch.Tensor]) -> tuple[torc
     return views
 
 
-def _append_log(path: Path, step: int, loss: float, rate: float, elapsed: float) -> None:
+def append_log(path: Path, step: int, loss: float, rate: float, elapsed: float) -> None:
+    """One row (step, mean loss, pairs/s, seconds) of the training log CSV, its header first."""
     new = not path.exists()
     with path.open("a", newline="") as fh:
         writer = csv.writer(fh)

@@ -19,7 +19,8 @@ import h5py
 import numpy as np
 from sklearn.metrics import r2_score
 
-from causal3dident.benchmarks.evaluate import _standardise, kernel_ridge_cv, split_fit_score
+from causal3dident.benchmarks.evaluate import kernel_ridge_cv, split_fit_score
+from causal3dident.benchmarks.metrics import standardise
 from causal3dident.benchmarks.settings import get_setting, load_settings, table1_ids
 from causal3dident.benchmarks.tiers import load_tier
 from causal3dident.latents import LATENT_NAMES, NUM_CLASSES
@@ -38,8 +39,8 @@ def oracle_r2(latents: np.ndarray, classes: np.ndarray, content: tuple[str, ...]
     tier = load_tier(tier_name)
     fit, score = split_fit_score(len(classes), tier.eval.fit_fraction, seed)
     x = content_features(latents, classes, content)
-    x_fit, x_score = _standardise(x[fit], x[score])
-    y_fit, y_score = _standardise(latents[fit].astype(np.float64), latents[score].astype(np.float64))
+    x_fit, x_score = standardise(x[fit], x[score])
+    y_fit, y_score = standardise(latents[fit].astype(np.float64), latents[score].astype(np.float64))
     pred, _ = kernel_ridge_cv(x_fit, y_fit, x_score, tier.eval, seed)
     return {name: float(r2_score(y_score[:, j], pred[:, j])) for j, name in enumerate(LATENT_NAMES)}
 
