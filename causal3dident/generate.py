@@ -200,9 +200,14 @@ def write_latents_file(path: str | os.PathLike[str], config: Mapping[str, Any], 
 def latents_file_size(n: int, num_pairs: int, num_text_tables: int = 0) -> int:
     """Bytes a latents file of ``n`` samples and ``num_pairs`` pairs needs at most (data plus HDF5's overhead);
     ``num_text_tables``: its Multimodal3DIdent sentence tables (``multimodal_store.text_tables``), if any."""
-    rows = n if n <= ROW_CHUNK else -(-n // ROW_CHUNK) * ROW_CHUNK  # HDF5 allocates whole chunks
-    return int(rows * (4 * NUM_LATENTS + 8 + 8 + num_pairs * 4 * NUM_LATENTS) * 1.01) + 256 * 1024 + \
-        text_bytes(n, num_text_tables)
+    return rows_file_size(n, 4 * NUM_LATENTS + 8 + 8 + num_pairs * 4 * NUM_LATENTS) + text_bytes(n, num_text_tables)
+
+
+def rows_file_size(n: int, bytes_per_row: int) -> int:
+    """Bytes a file of ``n`` rows of numbers needs at most: whole row chunks (HDF5 allocates them whole), plus 1 %
+    and 256 KiB for HDF5's own structures. Latents files and sequence files share it."""
+    rows = n if n <= ROW_CHUNK else -(-n // ROW_CHUNK) * ROW_CHUNK
+    return int(rows * bytes_per_row * 1.01) + 256 * 1024
 
 
 def latents_job_id(config: Mapping[str, Any], seed: int) -> str:

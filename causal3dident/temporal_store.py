@@ -87,7 +87,7 @@ def write_sequence_file(path: str | os.PathLike[str], model: TemporalModel, n: i
     split = choose_split(split, path)
     config = sequence_config(model, n)
     start, stop = shard_range(n, shard, num_shards)
-    size = int((stop - start) * (4 * 10 + 8 + 8 + 8 * 10 + len(model.target_names)) * 1.05) + 256 * 1024
+    size = sequence_file_size(model, stop - start)
     check_output(path, overwrite)
     diskspace.check_free_space(path, size)
     whole = model.sample(seed, 0, stop)
@@ -101,6 +101,14 @@ def write_sequence_file(path: str | os.PathLike[str], model: TemporalModel, n: i
                                                        n))
         write_sequence(f, model, frames)
     return Path(path)
+
+
+def sequence_file_size(model: TemporalModel, n: int) -> int:
+    """Bytes a sequence file of ``n`` frames needs at most (its free-space check): per frame the latents (float32),
+    class and index (int64), the raw latents (float64) and the intervention targets (one byte each)."""
+    from .generate import rows_file_size
+
+    return rows_file_size(n, 4 * 10 + 8 + 8 + 8 * 10 + len(model.target_names))
 
 
 def write_sequence(f: h5py.File, model: TemporalModel, frames: Frames) -> None:

@@ -29,3 +29,12 @@ def test_the_estimate_covers_the_written_file_and_is_close(tmp_path: Path, prese
     size = write_latents_file(tmp_path / "z.h5", config, seed=0).stat().st_size
     estimate = latents_file_size(n, len(config.get("pairs", [])), tables)
     assert size <= estimate <= 1.5 * size + FIXED, (size, estimate)
+
+
+def test_the_sequence_estimate_covers_the_written_file_and_is_close(tmp_path: Path) -> None:
+    from causal3dident.temporal_store import sequence_file_size, temporal_preset, write_sequence_file
+
+    model, n = temporal_preset("temporal_causal3dident"), 10000  # the frames, not the fixed margin, dominate
+    size = write_sequence_file(tmp_path / "s.h5", model, n, seed=0).stat().st_size
+    estimate = sequence_file_size(model, n)
+    assert size <= estimate <= 1.5 * size + FIXED, (size, estimate)
