@@ -43,7 +43,7 @@ from ..temporal_store import (is_sequence_file, model_from_config, normalised, r
                               temporal_preset)
 from ..triplets import sample_triplets
 from . import assets as assets_mod
-from .config import RenderConfig
+from .config import RECORDED_WHEN_CHANGED, RenderConfig
 from .devices import DeviceSpec, require_bpy
 from .lock import LOCK_NAME, OutputLock
 from .worker import ChunkError, Task, WorkerPool, WorkerSpec, chunk_problem, read_chunk, write_chunk
@@ -601,6 +601,30 @@ def _is_result_of(out: Path, inp: JobInput, manifest: Mapping[str, Any]) -> bool
         return False
 
 
+def _settings_difference(existing: Mapping[str, Any], manifest: Mapping[str, Any]) -> tuple[str, str]:
+    """The render settings in which a job and this command differ (e.g. a preset changed since the job
+    started), and the ``--set`` items that give the job's values ("" where some cannot be set)."""
+    job, now = existing.get("render_settings"), manifest.get("render_settings")
+    if not isinstance(job, Mapping) or not isinstance(now, Mapping):
+        return "", ""
+    job, now = {**RECORDED_WHEN_CHANGED, **job}, {**RECORDED_WHEN_CHANGED, **now}  # defaults go unrecorded
+    keys = sorted(k for k in set(job) | set(now) if job.get(k) != now.get(k))
+    if not keys:
+        return "", ""
+    detail = ": " + "; ".join(f"{k} is {json.dumps(job.get(k))} in the job, {json.dumps(now.get(k))} here"
+                              for k in keys)
+    settable = all(k in job and k in RenderConfig.__dataclass_fields__ and k not in ("quality", "resolution")
+                   for k in keys)
+    return detail, " ".join(f"--set {k}={_set_value(job[k])}" for k in keys) if settable else ""
+
+
+def _set_value(value: Any) -> str:
+    """A render setting as ``--set`` writes it (lists as comma-free JSON)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return json.dumps(value, separators=(",", ":")) if isinstance(value, (list, tuple)) else str(value)
+
+
 def _open_work_folder(parts: Path, manifest: Mapping[str, Any], overwrite: bool) -> None:
     """Check that the work folder (created by the job's lock) belongs to this very job, or start it."""
     job_file = parts / "job.json"
@@ -609,9 +633,11 @@ def _open_work_folder(parts: Path, manifest: Mapping[str, Any], overwrite: bool)
         if not _is_job_folder(parts, manifest):
             if not overwrite:
                 differ = sorted(k for k in set(manifest) | set(existing) if existing.get(k) != manifest.get(k))
-                raise ConfigError(f"{parts} holds an unfinished render job with other settings "
-                                  f"(differs in: {', '.join(differ)}); rerun that job's exact command to finish "
-                                  f"it, or pass --overwrite (or delete the folder) to start over")
+                detail, fix = _settings_difference(existing, manifest)
+                redo = f" (here: add {fix})" if fix and differ == ["render_settings"] else ""
+                raise ConfigError(f"{parts} holds an unfinished render job with other settings (differs in: "
+                                  f"{', '.join(differ)}{detail}); to finish it, rerun that job's exact command"
+                                  f"{redo}, or pass --overwrite (or delete the folder) to start over")
             _clear_work_folder(parts)
     elif any(p.name != LOCK_NAME for p in parts.iterdir()):
         if not overwrite:
