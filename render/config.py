@@ -185,19 +185,20 @@ def json_ready(value: Any) -> Any:
 QUALITY_PRESETS: dict[str, dict[str, Any]] = {
     # Blender 2.91's defaults as the paper used them: 512 samples, denoised, no adaptive sampling.
     "paper": {},
-    # About 30x cheaper than 'paper' and visually indistinguishable from it: at 224 px every image is
-    # >= 38 dB against a 2048-sample reference (benchmarks/perf/render_quality.py; docs/rendering.md has
-    # the table: 128 and 64 px fall short). With direct light only, what noise is left after
-    # OpenImageDenoise sits on silhouettes and shadow edges. The albedo and normal passes go to the
-    # denoiser unfiltered (prefilter 'NONE'): cheaper than 'FAST' and, on these scenes, as good (no
-    # bounces, no depth of field, little noise in them).
-    # Measured and rejected: adaptive sampling (Cycles checks convergence only after more samples than
-    # this), the light tree (fewer samples needed, but each costs more: a wash), no denoiser (hundreds of
-    # samples needed), blue-noise sampling, fewer denoiser passes and the cheaper denoiser qualities (each
-    # gains at most about 1 dB at 128 and 64 px at the same cost: far from 38 dB; docs/rendering.md).
+    # About 30x cheaper than 'paper' and at 224 px >= 38 dB for every image against a 2048-sample reference
+    # (42 images, seeds 5-10: worst 38.25 dB, 31.9-32.2x; benchmarks/perf/render_quality.py, docs/rendering.md has
+    # the table; 128 and 64 px fall short, and no setting measured reaches both there). With direct light only,
+    # what noise is left after OpenImageDenoise sits on silhouettes, shadow edges and bright, clipped objects.
+    # Blue-noise sampling costs nothing and lifts the worst images 0.7 dB over the Sobol pattern (which `fast`
+    # used until 2026-11-30 and which left two of the 42 below 38 dB). The albedo and normal passes go to the
+    # denoiser unfiltered (prefilter 'NONE'): cheaper than 'FAST' and, on these scenes, as good.
+    # Measured and rejected: adaptive sampling (it pays off only far above this sample count), the light tree
+    # (fewer samples needed, but each costs more: a wash), no denoiser (hundreds of samples needed), fewer
+    # denoiser passes and the cheaper denoiser qualities (12 samples with 'BALANCED' pass at 224 px by 0.02 dB).
     # Measured on a 2-core CPU; on GPUs the denoiser costs relatively more and a few more samples without
     # it may pay off, which benchmarks/perf/render_quality.py --device cuda would show.
-    "fast": {"samples": 10, "adaptive_sampling": False, "denoise": True, "denoiser_prefilter": "NONE"},
+    "fast": {"samples": 10, "adaptive_sampling": False, "denoise": True, "denoiser_prefilter": "NONE",
+             "sampling_pattern": "BLUE_NOISE"},
     # Tiny and noisy: for tests and quick looks only.
     "preview": {"samples": 4, "adaptive_sampling": False, "denoise": False},
 }

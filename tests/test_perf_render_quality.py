@@ -41,7 +41,7 @@ def test_toy_run_reports_every_setting_worst_image_and_target(tmp_path, assets_d
     assert re.search(r"^(PASS|FAIL) 32 px fast: [0-9.]+x cheaper than paper in CPU time \([0-9.]+x in wall time\), "
                      r"worst PSNR [0-9.]+ dB \((teapot|cow)/seed 5\)", text, flags=re.M), text
     assert re.search(r"^(PASS|FAIL) 32 px candidate 1: ", text, flags=re.M), text
-    assert "  candidate 1: samples=4,denoiser_prefilter=NONE,denoiser_quality=FAST\n" in text
+    assert "  candidate 1: samples=4,denoiser_prefilter=NONE,denoiser_quality=FAST,sampling_pattern=BLUE_NOISE\n" in text
 
     [figures] = json.loads(out.read_text())
     by_label = {s["label"]: s for s in figures["settings"]}
@@ -67,7 +67,7 @@ def test_speedups_use_only_the_images_both_settings_rendered():
     fast = rq.Setting("fast", config, {0: (1.0, 2.0, 40.0, 0.99), 1: (100.0, 100.0, 39.0, 0.98)})
     assert rq.speedups(paper, fast) == (30.0, 20.0)
     assert rq.speedups(None, fast) == (None, None)
-    assert fast.changes() == "samples=10,denoiser_prefilter=NONE"
+    assert fast.changes() == "samples=10,denoiser_prefilter=NONE,sampling_pattern=BLUE_NOISE"
 
 
 def test_bad_candidate_is_one_line_and_exit_2(tmp_path):
