@@ -611,8 +611,8 @@ def _settings_difference(existing: Mapping[str, Any], manifest: Mapping[str, Any
     keys = sorted(k for k in set(job) | set(now) if job.get(k) != now.get(k))
     if not keys:
         return "", ""
-    detail = ": " + "; ".join(f"{k} is {json.dumps(job.get(k))} in the job, {json.dumps(now.get(k))} here"
-                              for k in keys)
+    detail = " (" + "; ".join(f"{k} is {json.dumps(job.get(k))} in the job, {json.dumps(now.get(k))} here"
+                              for k in keys) + ")"
     settable = all(k in job and k in RenderConfig.__dataclass_fields__ and k not in ("quality", "resolution")
                    for k in keys)
     return detail, " ".join(f"--set {k}={_set_value(job[k])}" for k in keys) if settable else ""
@@ -635,9 +635,10 @@ def _open_work_folder(parts: Path, manifest: Mapping[str, Any], overwrite: bool)
                 differ = sorted(k for k in set(manifest) | set(existing) if existing.get(k) != manifest.get(k))
                 detail, fix = _settings_difference(existing, manifest)
                 redo = f" (here: add {fix})" if fix and differ == ["render_settings"] else ""
+                named = ", ".join(k + detail if k == "render_settings" else k for k in differ)
                 raise ConfigError(f"{parts} holds an unfinished render job with other settings (differs in: "
-                                  f"{', '.join(differ)}{detail}); to finish it, rerun that job's exact command"
-                                  f"{redo}, or pass --overwrite (or delete the folder) to start over")
+                                  f"{named}); to finish it, rerun that job's exact command{redo}, or pass "
+                                  f"--overwrite (or delete the folder) to start over")
             _clear_work_folder(parts)
     elif any(p.name != LOCK_NAME for p in parts.iterdir()):
         if not overwrite:

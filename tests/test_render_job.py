@@ -191,7 +191,8 @@ def test_kill_9_then_resume_gives_the_uninterrupted_file(assets_dir: Path, tmp_p
     # a render setting changed (as when a preset changes between versions): named, with the --set that finishes it
     code, output = run_cli(*job, "--set", "sampling_pattern=BLUE_NOISE", "--assets", str(assets_dir), "--out", str(out))
     assert code == 2 and len(output.strip().splitlines()) == 1, output
-    assert ('render_settings: sampling_pattern is "TABULATED_SOBOL" in the job, "BLUE_NOISE" here' in output
+    assert ('(differs in: render_settings (sampling_pattern is "TABULATED_SOBOL" in the job, "BLUE_NOISE" here))'
+            in output
             and "(here: add --set sampling_pattern=TABULATED_SOBOL)" in output), output
 
     cmd, env = cli_command(assets_dir, *job, "--out", str(out))
