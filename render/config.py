@@ -186,11 +186,11 @@ QUALITY_PRESETS: dict[str, dict[str, Any]] = {
     # Blender 2.91's defaults as the paper used them: 512 samples, denoised, no adaptive sampling.
     "paper": {},
     # About 30x cheaper than 'paper' and at 224 px >= 38 dB for every image against a 2048-sample reference
-    # (42 images, seeds 5-10: worst 38.25 dB, 31.9-32.2x; benchmarks/perf/render_quality.py, docs/rendering.md has
+    # (63 images, seeds 5-13: worst 38.24 dB, 31.9-32.2x; benchmarks/perf/render_quality.py, docs/rendering.md has
     # the table; 128 and 64 px fall short, and no setting measured reaches both there). With direct light only,
     # what noise is left after OpenImageDenoise sits on silhouettes, shadow edges and bright, clipped objects.
     # Blue-noise sampling costs nothing and lifts the worst images 0.7 dB over the Sobol pattern (which `fast`
-    # used until 2026-11-30 and which left two of the 42 below 38 dB). The albedo and normal passes go to the
+    # used until 2026-11-30 and which left three of the 63 below 38 dB). The albedo and normal passes go to the
     # denoiser unfiltered (prefilter 'NONE'): cheaper than 'FAST' and, on these scenes, as good.
     # Measured and rejected: adaptive sampling (it pays off only far above this sample count), the light tree
     # (fewer samples needed, but each costs more: a wash), no denoiser (hundreds of samples needed), fewer
