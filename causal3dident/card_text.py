@@ -200,16 +200,6 @@ def variant(facts: DatasetFacts) -> CardVariant:
     return VARIANTS.get(getattr(facts.scm, "scene", "causal3dident"), CAUSAL3DIDENT)
 
 
-def is_multimodal(facts: DatasetFacts) -> bool:
-    """Whether the card describes a Multimodal3DIdent variant (its preset's scene)."""
-    return variant(facts) is MULTIMODAL3DIDENT
-
-
-def _multimodal(facts: DatasetFacts) -> str:
-    """The text side of a Multimodal3DIdent variant (empty for the other scenes)."""
-    return variant(facts).section()
-
-
 def paper_url(facts: DatasetFacts) -> str:
     """The paper that introduced the dataset this variant is of."""
     return variant(facts).paper_url

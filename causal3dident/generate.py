@@ -200,7 +200,11 @@ def write_latents_file(path: str | os.PathLike[str], config: Mapping[str, Any], 
 def latents_file_size(n: int, num_pairs: int, num_text_tables: int = 0) -> int:
     """Bytes a latents file of ``n`` samples and ``num_pairs`` pairs needs at most (data plus HDF5's overhead);
     ``num_text_tables``: its Multimodal3DIdent sentence tables (``multimodal_store.text_tables``), if any."""
-    return rows_file_size(n, 4 * NUM_LATENTS + 8 + 8 + num_pairs * 4 * NUM_LATENTS) + text_bytes(n, num_text_tables)
+    return rows_file_size(n, CORE_ROW_BYTES + num_pairs * 4 * NUM_LATENTS) + text_bytes(n, num_text_tables)
+
+
+CORE_ROW_BYTES = 4 * NUM_LATENTS + 8 + 8
+"""Bytes per sample of what every dataset file holds (``store.write_core``): latents (float32), class and index (int64)."""
 
 
 def rows_file_size(n: int, bytes_per_row: int) -> int:

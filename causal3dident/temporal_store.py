@@ -104,11 +104,11 @@ def write_sequence_file(path: str | os.PathLike[str], model: TemporalModel, n: i
 
 
 def sequence_file_size(model: TemporalModel, n: int) -> int:
-    """Bytes a sequence file of ``n`` frames needs at most (its free-space check): per frame the latents (float32),
-    class and index (int64), the raw latents (float64) and the intervention targets (one byte each)."""
-    from .generate import rows_file_size
+    """Bytes a sequence file of ``n`` frames needs at most (its free-space check): per frame the core datasets, the
+    native latents (float64) and the intervention targets (one byte each)."""
+    from .generate import CORE_ROW_BYTES, rows_file_size
 
-    return rows_file_size(n, 4 * 10 + 8 + 8 + 8 * 10 + len(model.target_names))
+    return rows_file_size(n, CORE_ROW_BYTES + 8 * len(LATENT_NAMES) + len(model.target_names))
 
 
 def write_sequence(f: h5py.File, model: TemporalModel, frames: Frames) -> None:

@@ -114,13 +114,13 @@ def test_the_image_text_picture_is_drawn_for_multimodal_files_only(files, tmp_pa
 
 
 def test_the_card_of_a_multimodal_variant_describes_its_text(tmp_path):
-    from causal3dident.card_text import _multimodal
+    from causal3dident.card_text import variant
     from causal3dident.cards import facts_for
 
-    text = _multimodal(facts_for(None, "multimodal3dident"))
+    text = variant(facts_for(None, "multimodal3dident")).section()
     assert "### Text (Multimodal3DIdent)" in text and "daunhawer2023multimodal" in text
     assert all(f"`{t}`" in text for t in mt.PHRASES) and "1,107 names" in text
-    assert _multimodal(facts_for(None, "causal3dident")) == ""
+    assert variant(facts_for(None, "causal3dident")).section() == ""
 
 
 @pytest.mark.parametrize("source", ["file", "preset"])
